@@ -1,0 +1,3 @@
+from ftc.compiler.cli import main
+
+main()

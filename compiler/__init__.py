@@ -1,0 +1,1 @@
+"""The login-node half of ftc: configs in, a checked plan and rendered files out. Never imports torch."""

@@ -1,0 +1,181 @@
+"""Hydra composition: command-line overrides in, a validated `JobConfig` out.
+
+Config groups are composed once per distinct choice of groups; value overrides are applied
+afterwards with Hydra's own override logic, so a 1000-point sweep composes only once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from importlib import resources
+from itertools import product
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from pydantic import ValidationError
+
+from ftc.compiler.errors import UserError
+from ftc.compiler.schema import ADMIN_ONLY, JobConfig
+from ftc.compiler.urn import expand_urn_override
+from ftc.compiler.validation import field_names, format_validation_error
+
+GROUPS = ("model", "method", "data", "cluster", "resources")
+SITE_ENV = "FTC_SITE_CONFIG"
+DEMO_FORMS = {"lora": "sft", "sft": "sft", "dpo": "dpo", "grpo": "grpo"}
+
+
+def bundled_dataset(name: str, method: str = "lora") -> str:
+    """Path of a dataset shipped inside ftc (the demo), in the form `method` reads."""
+    root = Path(str(resources.files("ftc.conf"))) / "datasets" / name
+    return str(root / DEMO_FORMS.get(method, method))
+
+
+def site_folders() -> list[str]:
+    """Admin config folders from $FTC_SITE_CONFIG (colon-separated), searched before ftc's own."""
+    return [p for p in os.environ.get(SITE_ENV, "").split(os.pathsep) if p]
+
+
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def parse_overrides(args: Sequence[str]):
+    from hydra.errors import OverrideParseException
+
+    try:
+        return _parser().parse_overrides(list(args))
+    except OverrideParseException as exc:
+        raise UserError(f"override: {str(exc).splitlines()[0]}") from None
+
+
+def expand_sweep(args: Sequence[str]) -> list[list[str]]:
+    """The points of a `-m` sweep: the cartesian product of every comma-separated override."""
+    axes: list[list[str]] = []
+    for override in parse_overrides(args):
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            axes.append([override.input_line])
+    return [list(point) for point in product(*axes)] if axes else [[]]
+
+
+def _is_group_override(override) -> bool:
+    key = override.key_or_group
+    return key in GROUPS or key.startswith("hydra.") or key == "hydra"
+
+
+@lru_cache(maxsize=64)
+def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...]) -> DictConfig:
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException, MissingConfigException
+
+    _register_resolvers()
+    overrides = list(group_overrides)
+    if site:
+        overrides.append("hydra.searchpath=[" + ",".join(f"file://{os.path.abspath(p)}" for p in site) + "]")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="ftc.conf", version_base="1.3"):
+            return compose(config_name="ftc", overrides=overrides)
+    except MissingConfigException as exc:
+        raise UserError(_missing_option_line(exc, group_overrides)) from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(f"config: {_first_line(exc)}") from None
+
+
+def _missing_option_line(exc: Exception, group_overrides: Iterable[str]) -> str:
+    options = getattr(exc, "options", None) or []
+    for line in group_overrides:
+        group, _, choice = line.partition("=")
+        if f"'{group}/{choice}'" in str(exc):
+            near = difflib.get_close_matches(choice, options, n=3)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
+            return f"{group}: unknown option {choice!r}{hint} (choose from {', '.join(sorted(options))})"
+    return f"config: {_first_line(exc)}"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _register_resolvers() -> None:
+    if not OmegaConf.has_resolver("ftc_data"):
+        OmegaConf.register_new_resolver("ftc_data", bundled_dataset)
+
+
+def compose_config(args: Sequence[str]) -> DictConfig:
+    """Compose the primary config with `args` (Hydra override syntax) applied."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.errors import HydraException
+
+    overrides = parse_overrides(expand_urn_override(args))
+    _refuse_admin_overrides(overrides)
+    groups = tuple(o.input_line for o in overrides if _is_group_override(o))
+    values = [o for o in overrides if not _is_group_override(o)]
+    cfg = _compose_groups(groups, tuple(site_folders())).copy()
+    for override in values:
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise UserError(_override_error_line(override, exc)) from None
+    return cfg
+
+
+def _override_error_line(override, exc: Exception) -> str:
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    key = override.key_or_group
+    if isinstance(exc.__cause__, (ConfigAttributeError, ConfigKeyError)) or "not in struct" in str(exc):
+        parent, _, leaf = key.rpartition(".")
+        near = difflib.get_close_matches(leaf, field_names(parent), n=1)
+        hint = f"; did you mean {parent + '.' if parent else ''}{near[0]}?" if near else ""
+        return f"{key}: unknown field{hint}"
+    return f"{key}: {_first_line(exc)}"
+
+
+def _refuse_admin_overrides(overrides) -> None:
+    for override in overrides:
+        key = override.key_or_group
+        if any(key == field or key.startswith(field + ".") for field in ADMIN_ONLY):
+            raise UserError(f"{key}: set by the site's cluster file, not on the command line (raw shell stays with admins)")
+
+
+def resolve(cfg: DictConfig) -> dict:
+    """The plain, fully interpolated dict of a composed config."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except MissingMandatoryValue as exc:
+        key = exc.full_key or "config"
+        raise UserError(f"{key}: no value given; set it, e.g. {key}=...") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        raise UserError(f"{key}: {_first_line(exc)}") from None
+
+
+def load_job(args: Sequence[str]) -> tuple[JobConfig, dict]:
+    """Compose, resolve and validate: the validated job and the resolved dict it came from."""
+    resolved = resolve(compose_config(args))
+    try:
+        return JobConfig.model_validate(resolved), resolved
+    except ValidationError as exc:
+        raise UserError(*format_validation_error(exc)) from None
+
+
+def load_model_config(option: str):
+    """One model config, validated, without composing a whole job."""
+    from ftc.compiler.schema import ModelConfig
+
+    cfg = _compose_groups((f"model={option}",), tuple(site_folders()))
+    try:
+        return ModelConfig.model_validate(resolve(cfg.model))
+    except ValidationError as exc:
+        raise UserError(*(f"model.{line}" for line in format_validation_error(exc))) from None

@@ -1,0 +1,411 @@
+"""The job schema: the one source of truth for every field, its type, range and default.
+
+Hydra composes a plain config; `JobConfig` validates it. The README's config reference and
+`python -m ftc schema` are both generated from these classes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ftc.compiler.gpus import GPUS
+
+Auto = Literal["auto"]
+SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
+SLURM_MINUTES = re.compile(r"^\d+$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+def slurm_minutes(value: str) -> int:
+    """Minutes in a Slurm time: plain minutes or [D-]HH:MM:SS."""
+    if SLURM_MINUTES.match(value):
+        return int(value)
+    match = SLURM_TIME.match(value)
+    if not match:
+        raise ValueError(f"must be a Slurm time like 90, 04:00:00 or 2-00:00:00 (got {value!r})")
+    days, hours, minutes, seconds = (int(x or 0) for x in match.groups())
+    return days * 1440 + hours * 60 + minutes + (1 if seconds else 0)
+
+
+def _identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(f"must start with a letter or digit and hold only letters, digits, '.', '_' or '-' (got {value!r})")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"must be one line without control characters (got {value!r})")
+    return value
+
+
+# Any string that reaches a shell script: quoted there, and never more than one line.
+ShellText = Annotated[str, AfterValidator(_one_line)]
+
+
+# ---------------------------------------------------------------- model configs
+
+
+class Architecture(Strict):
+    """The numbers the planner needs; the real ones of the published checkpoint."""
+
+    family: Literal["llama", "mistral", "qwen2"]
+    parameters: int = Field(gt=0, description="total parameter count")
+    layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    attention_heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    max_seq_length: int = Field(gt=0)
+    tie_embeddings: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.attention_heads
+
+
+TrainingType = Literal["sft", "dpo", "grpo"]
+FinetuningType = Literal["lora", "all_weights"]
+
+
+class TrainingOption(Strict):
+    """One supported way to train a model config, as NeMo Customizer's configs endpoint lists them."""
+
+    training_type: TrainingType
+    finetuning_type: FinetuningType
+    num_gpus: int = Field(ge=1)
+    num_nodes: int = Field(default=1, ge=1)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    max_seq_length: int = Field(gt=0)
+
+
+class ModelConfig(Strict):
+    namespace: str
+    name: str
+    version: str
+    source: Literal["hub", "tiny"] = Field("hub", description="'tiny' is built offline by the runtime")
+    path: ShellText = Field(description="where the weights are on the cluster; an admin may use ${oc.env:...}")
+    architecture: Architecture
+    training_options: dict[str, list[TrainingOption]] = Field(
+        description="supported options per GPU variant (A100, H100, ...)"
+    )
+    variant: str | None = Field(None, description="the +VARIANT asked for by model.urn; must match the partition's GPU")
+
+    @field_validator("namespace", "name")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _identifier(value)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not re.match(r"^v\d+(\.\d+)*$", value):
+            raise ValueError(f"must look like v1.0.0 (got {value!r})")
+        return value
+
+    def urn(self, variant: str) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}+{variant}"
+
+
+# ---------------------------------------------------------------- methods
+
+
+class LoraParams(Strict):
+    adapter_dim: int = Field(8, description="LoRA rank r: a power of 2 up to 256")
+    alpha: int = Field(16, ge=1, description="scaling numerator; the update is scaled by alpha/adapter_dim")
+    adapter_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="linear layers that get adapters",
+    )
+
+    @field_validator("adapter_dim")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value < 1 or value > 256 or value & (value - 1):
+            raise ValueError(f"must be a power of 2 up to 256 (got {value})")
+        return value
+
+    @field_validator("target_modules")
+    @classmethod
+    def _known_modules(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(LINEAR_MODULES))
+        if unknown:
+            raise ValueError(f"unknown module {unknown[0]!r}; choose from {', '.join(LINEAR_MODULES)}")
+        return value
+
+
+LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class MethodBase(Strict):
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1, description="global batch size, in sequences per optimizer step")
+    learning_rate: float = Field(1e-4, gt=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "cosine"
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+
+    @property
+    def training_type(self) -> TrainingType:
+        return {"lora": "sft", "sft": "sft", "dpo": "dpo", "grpo": "grpo"}[self.name]  # type: ignore[attr-defined]
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.finetuning_type in ("lora", "lora_merged")  # type: ignore[attr-defined]
+
+    @property
+    def base_finetuning_type(self) -> FinetuningType:
+        return "lora" if self.uses_lora else "all_weights"
+
+
+class LoraMethod(MethodBase):
+    """Supervised fine-tuning of LoRA adapters; the base stays frozen."""
+
+    name: Literal["lora"]
+    finetuning_type: Literal["lora", "lora_merged"] = "lora"
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+
+class SftMethod(MethodBase):
+    """Supervised fine-tuning of all weights."""
+
+    name: Literal["sft"]
+    finetuning_type: Literal["all_weights"] = "all_weights"
+
+
+class DpoMethod(MethodBase):
+    """Direct preference optimisation on chosen/rejected pairs."""
+
+    name: Literal["dpo"]
+    finetuning_type: Literal["lora", "all_weights"] = "lora"
+    beta: float = Field(0.1, gt=0.0, description="strength of the KL penalty towards the reference")
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+
+class Reward(Strict):
+    """A programmatic reward, as the NeMo guide recommends for GRPO."""
+
+    kind: Literal["exact_match", "regex", "json_schema", "function"]
+    pattern: str | None = Field(None, description="regex, for kind=regex")
+    schema_path: ShellText | None = Field(None, description="JSON Schema file, for kind=json_schema")
+    function: str | None = Field(None, description="'module:function', for kind=function")
+
+    @model_validator(mode="after")
+    def _needs_its_argument(self) -> "Reward":
+        needed = {"regex": "pattern", "json_schema": "schema_path", "function": "function"}.get(self.kind)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"reward kind {self.kind} needs method.reward.{needed}")
+        if self.kind == "regex":
+            try:
+                re.compile(self.pattern or "")
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regex: {exc}") from None
+        if self.kind == "function" and not re.match(r"^[\w.]+:\w+$", self.function or ""):
+            raise ValueError(f"function must be 'module:function' (got {self.function!r})")
+        return self
+
+
+class GrpoMethod(MethodBase):
+    """Group relative policy optimisation with a programmatic reward."""
+
+    name: Literal["grpo"]
+    finetuning_type: Literal["lora", "all_weights"] = "lora"
+    num_generations: int = Field(4, ge=2, description="completions sampled per prompt")
+    max_completion_length: int = Field(64, ge=1)
+    reward: Reward | None = None
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+
+Method = Annotated[Union[LoraMethod, SftMethod, DpoMethod, GrpoMethod], Field(discriminator="name")]
+
+
+# ---------------------------------------------------------------- data
+
+
+class Replay(Strict):
+    path: ShellText | None = Field(None, description="general instruction data mixed in against forgetting")
+    fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of training rows taken from the replay set")
+
+
+class DataConfig(Strict):
+    name: str = Field(description="dataset name; part of the output name")
+    path: ShellText = Field(description="folder holding training/ and validation/ NDJSON files")
+    format: Literal["auto", "prompt_completion", "chat", "preference", "prompt_answer"] = "auto"
+    max_seq_length: int | Auto = "auto"
+    packing: bool = False
+    replay: Replay = Field(default_factory=Replay)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _identifier(value)
+
+
+# ---------------------------------------------------------------- cluster
+
+
+class Partition(Strict):
+    gpu: str = Field(description=f"one of {', '.join(GPUS)}")
+    gpus_per_node: int = Field(ge=0)
+    max_nodes: int = Field(1, ge=1)
+    max_time: str = "1-00:00:00"
+    cpus_per_node: int = Field(8, ge=1)
+    mem_per_node_gb: int = Field(64, ge=1)
+    constraint: ShellText | None = Field(None, description="sbatch --constraint, e.g. h100")
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, value: str) -> str:
+        if value not in GPUS:
+            raise ValueError(f"unknown GPU {value!r}; known: {', '.join(GPUS)}")
+        return value
+
+    @field_validator("max_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        slurm_minutes(value)
+        return value
+
+
+class Container(Strict):
+    kind: Literal["none", "pyxis", "apptainer"] = "none"
+    image: ShellText | None = None
+    mounts: list[ShellText] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _image(self) -> "Container":
+        if self.kind != "none" and not self.image:
+            raise ValueError(f"container kind {self.kind} needs cluster.container.image")
+        return self
+
+
+class ClusterConfig(Strict):
+    name: str
+    executor: Literal["local", "slurm"]
+    partition: str = Field(description="the partition to run in; a key of cluster.partitions")
+    partitions: dict[str, Partition] = Field(min_length=1)
+    account: ShellText | None = None
+    qos: ShellText | None = None
+    gpu_request: Literal["gpus-per-node", "gres"] = Field(
+        "gpus-per-node", description="how GPUs are asked for: --gpus-per-node=N or --gres=gpu:TYPE:N"
+    )
+    gres_name: ShellText | None = Field(None, description="the TYPE in --gres=gpu:TYPE:N; defaults to the partition name")
+    srun_mpi: ShellText | None = Field(None, description="srun --mpi value, e.g. pmix")
+    container: Container = Field(default_factory=Container)
+    setup: list[str] = Field(default_factory=list, description="admin shell lines run before the launch (module load ...)")
+    env: dict[str, ShellText] = Field(default_factory=dict, description="environment exported in the job")
+    sbatch_extra: dict[str, ShellText] = Field(default_factory=dict, description="extra #SBATCH directives admins allow")
+    template_dir: str | None = Field(None, description="folder of Jinja2 templates that override ftc's blocks")
+    array_parallelism: int = Field(8, ge=1, description="K in --array=0-N%K for sweeps")
+    requeue_signal_seconds: int = Field(300, ge=30, description="Slurm sends USR1 this long before the time limit")
+
+    @model_validator(mode="after")
+    def _partition_exists(self) -> "ClusterConfig":
+        if self.partition not in self.partitions:
+            raise ValueError(
+                f"cluster.partition: unknown partition {self.partition!r}; choose from {', '.join(self.partitions)}"
+            )
+        return self
+
+    @property
+    def chosen(self) -> Partition:
+        return self.partitions[self.partition]
+
+
+# ---------------------------------------------------------------- resources and training
+
+
+class Resources(Strict):
+    """Topology and memory knobs; `auto` lets the planner choose."""
+
+    nodes: int | Auto = Field("auto")
+    gpus_per_node: int | Auto = Field("auto")
+    tensor_parallel: int | Auto = Field("auto")
+    zero_stage: Literal[0, 1, 2, 3] | Auto = Field("auto")
+    micro_batch_size: int | Auto = Field("auto")
+    gradient_checkpointing: bool | Auto = Field("auto")
+    time: str | Auto = Field("auto", description="sbatch --time; auto is the estimate plus a margin")
+    headroom: float = Field(0.10, ge=0.0, lt=0.5, description="GPU memory kept free by the fit check")
+    mfu: float = Field(0.35, gt=0.0, le=1.0, description="assumed model FLOP utilisation for the run-time estimate")
+
+    @field_validator("nodes", "gpus_per_node", "tensor_parallel", "micro_batch_size")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be >= 1 or auto (got {value})")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if value != "auto":
+            slurm_minutes(value)
+        return value
+
+
+class EarlyStopping(Strict):
+    enabled: bool = True
+    patience: int = Field(10, ge=1, description="validation checks without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class Training(Strict):
+    seed: int = 42
+    eval_steps: int = Field(10, ge=1, description="validate every this many optimizer steps")
+    save_steps: int = Field(50, ge=1, description="checkpoint every this many optimizer steps")
+    logging_steps: int = Field(1, ge=1)
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+
+
+class GeneralEval(Strict):
+    path: ShellText | None = Field(None, description="a general NDJSON set; its drop after training warns of forgetting")
+    max_drop_points: float = Field(2.0, ge=0.0)
+
+
+class EvalConfig(Strict):
+    before: bool = True
+    max_rows: int = Field(200, ge=1)
+    general: GeneralEval = Field(default_factory=GeneralEval)
+
+
+class JobConfig(Strict):
+    """A whole fine-tuning request, as composed by Hydra."""
+
+    name: str = Field(description="job name; part of the run folder")
+    namespace: str = "default"
+    output_root: ShellText = Field(description="run folders go to <output_root>/<namespace>/<name>/<run_id>")
+    dry_run: bool = False
+    strict: bool = Field(False, description="turn warnings into errors")
+    preflight: bool = Field(True, description="ask Slurm with sbatch --test-only before submitting")
+    detach: bool = Field(False, description="local executor: run in the background")
+    model: ModelConfig
+    method: Method
+    data: DataConfig
+    cluster: ClusterConfig
+    resources: Resources = Field(default_factory=Resources)
+    training: Training = Field(default_factory=Training)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _identifier(value)
+
+
+# Fields that change nothing in the files a plan writes, so they stay out of the run id.
+RUN_ID_EXCLUDED = ("dry_run", "strict", "preflight", "detach")
+# Admin-only fields: a raw shell line or a template must never come from a command-line override.
+ADMIN_ONLY = ("cluster.setup", "cluster.template_dir", "cluster.sbatch_extra", "cluster.env")
