@@ -1,0 +1,109 @@
+"""From a validated job to a plan and its files: schema, checks, plan, render. No side effects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import ftc
+from ftc.compiler import guards
+from ftc.compiler.advice import advise
+from ftc.compiler.datasets import inspect_dataset
+from ftc.compiler.deepspeed import deepspeed_config
+from ftc.compiler.errors import UserError
+from ftc.compiler.estimate import estimate_time, sbatch_time
+from ftc.compiler.plan import Plan
+from ftc.compiler.render import render_sbatch
+from ftc.compiler.schema import RUN_ID_EXCLUDED, JobConfig
+from ftc.compiler.solver import solve
+
+RUN_ID_LENGTH = 10
+
+
+def run_id(job: JobConfig) -> str:
+    """A short hash of the validated request: the same request always gets the same id."""
+    canonical = json.dumps(
+        {"ftc": ftc.__version__, "job": job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED))},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class CompiledRun:
+    """A plan and the exact bytes of every file its run folder gets."""
+
+    plan: Plan
+    files: dict[str, str]  # file name in the run folder -> content
+
+    @property
+    def script(self) -> str:
+        return self.files["job.sbatch"]
+
+
+def build_plan(job: JobConfig) -> Plan:
+    option = guards.training_option(job)
+    seq_len = guards.max_seq_length(job, option)
+    dataset = inspect_dataset(job.data, job.method.name, seq_len)
+    rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
+    solution = solve(job, rows, seq_len)
+    topology = solution.topology
+    guards.check_topology(job, topology)
+    gpu = job.cluster.chosen.gpu
+    precision = "fp32" if gpu == "cpu" else "bf16"
+    estimate = estimate_time(job, topology, rows, seq_len=seq_len)
+    if job.resources.time == "auto":
+        time_limit = sbatch_time(estimate.hours, job.cluster.chosen.max_time)[0]
+    else:
+        time_limit = job.resources.time
+        guards.check_time(job, time_limit)
+    warnings, errors = advise(job, dataset.rows.get("training", 0))
+    warnings = [*solution.warnings, *warnings]
+    if errors:
+        raise UserError(*errors)
+    if job.strict and warnings:
+        raise UserError(*(f"{w} (strict=true turns warnings into errors)" for w in warnings))
+    rid = run_id(job)
+    job = job.model_copy(update={k: JobConfig.model_fields[k].default for k in RUN_ID_EXCLUDED})
+    finetuning = job.method.finetuning_type
+    return Plan(
+        ftc_version=ftc.__version__,
+        run_id=rid,
+        run_dir=os.path.join(os.path.abspath(job.output_root), job.namespace, job.name, rid),
+        output_name=f"{job.namespace}/{job.model.name}-{job.data.name}-{finetuning}@{rid}",
+        model_urn=job.model.urn(guards.variant_of(job)),
+        gpu=gpu,
+        precision=precision,
+        max_seq_length=seq_len,
+        job=job,
+        topology=topology,
+        dataset=dataset,
+        deepspeed=deepspeed_config(topology, job.method.batch_size, precision),
+        memory=solution.memory,
+        estimate=estimate,
+        time_limit=time_limit,
+        decisions=solution.decisions,
+        warnings=warnings,
+    )
+
+
+def compile_job(job: JobConfig, resolved: dict) -> CompiledRun:
+    """Every file of the run folder, as text; writing them is the caller's (separate) step."""
+    import yaml
+
+    plan = build_plan(job)
+    files = {
+        "plan.json": plan.model_dump_json(indent=2) + "\n",
+        "config.yaml": yaml.safe_dump(_without(resolved, RUN_ID_EXCLUDED), sort_keys=True),
+        "job.sbatch": render_sbatch(plan),
+    }
+    if plan.deepspeed is not None:
+        files["ds_config.json"] = json.dumps(plan.deepspeed, indent=2) + "\n"
+    return CompiledRun(plan, files)
+
+
+def _without(resolved: dict, keys) -> dict:
+    return {k: v for k, v in resolved.items() if k not in keys}

@@ -1,0 +1,91 @@
+"""`python -m ftc`: compile (and submit) a fine-tuning job, or manage the runs already submitted.
+
+    ftc [-m] [OVERRIDE ...]       compile one job (or a sweep with -m); dry_run=true only shows it
+    ftc configs                   the model configs and what each supports
+    ftc schema                    the JSON Schema of a job config
+    ftc status [RUN]              runs and their states, or one run in detail
+    ftc logs RUN [-f]             a run's log
+    ftc cancel RUN                cancel a run
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from ftc.compiler.errors import UserError
+
+EXIT_USAGE = 2
+
+
+def _configs(args: list[str]) -> int:
+    from ftc.compiler.report import configs_table
+
+    print(configs_table())
+    return 0
+
+
+def _schema(args: list[str]) -> int:
+    import json
+
+    from ftc.compiler.schema import JobConfig
+
+    print(json.dumps(JobConfig.model_json_schema(), indent=2))
+    return 0
+
+
+def _status(args: list[str]) -> int:
+    from ftc.compiler.jobs import status_command
+
+    return status_command(args)
+
+
+def _logs(args: list[str]) -> int:
+    from ftc.compiler.jobs import logs_command
+
+    return logs_command(args)
+
+
+def _cancel(args: list[str]) -> int:
+    from ftc.compiler.jobs import cancel_command
+
+    return cancel_command(args)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "configs": _configs,
+    "schema": _schema,
+    "status": _status,
+    "logs": _logs,
+    "cancel": _cancel,
+}
+
+
+def run(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(__doc__.strip())
+        return 0
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    unknown = [a for a in overrides if a.startswith("-")]
+    if unknown:
+        raise UserError(f"unknown option {unknown[0]}; see ftc --help")
+    from ftc.compiler.driver import compile_and_run
+
+    return compile_and_run(overrides, multirun)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+    except UserError as exc:
+        for problem in exc.problems or [str(exc)]:
+            print(f"ftc: error: {problem}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ftc: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,64 @@
+"""The compile command: overrides -> plans -> run folders -> (dry-run listing | submission)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from ftc.compiler.build import CompiledRun, compile_job
+from ftc.compiler.compose import expand_sweep, load_job
+from ftc.compiler.errors import UserError
+from ftc.compiler.report import summary, sweep_line
+from ftc.compiler.runfolder import write_run
+from ftc.compiler.schema import JobConfig
+
+
+def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
+    job, resolved = load_job(overrides)
+    return job, compile_job(job, resolved)
+
+
+def compile_sweep(overrides: Sequence[str]) -> tuple[bool, list[tuple[list[str], CompiledRun]]]:
+    """Every point of the sweep, compiled before anything is written; identical points once.
+
+    Returns whether the sweep is a dry run, and the points.
+    """
+    points: list[tuple[list[str], CompiledRun]] = []
+    seen: set[str] = set()
+    dry_run = True
+    for index, point in enumerate(expand_sweep(overrides)):
+        try:
+            job, run = compile_point(point)
+            dry_run = dry_run and job.dry_run
+        except UserError as exc:
+            where = f"sweep point {index} ({' '.join(point)})"
+            raise UserError(*(f"{where}: {p}" for p in exc.problems)) from None
+        if run.plan.run_id not in seen:
+            seen.add(run.plan.run_id)
+            points.append((point, run))
+    return dry_run, points
+
+
+def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
+    if not multirun:
+        job, run = compile_point(overrides)
+        write_run(run)
+        if job.dry_run:
+            print(summary(run.plan))
+            print(f"--- {run.plan.run_dir}/job.sbatch")
+            sys.stdout.write(run.script)
+            return 0
+        from ftc.compiler.submit import submit_run
+
+        return submit_run(run)
+    dry_run, points = compile_sweep(overrides)
+    for _, run in points:
+        write_run(run)
+    if dry_run:
+        print(f"sweep: {len(points)} point(s), one run folder each")
+        for index, (point, run) in enumerate(points):
+            print(sweep_line(index, run.plan, point))
+        return 0
+    from ftc.compiler.submit import submit_sweep
+
+    return submit_sweep([run for _, run in points])

@@ -1,0 +1,86 @@
+"""The plan: everything the nodes need, decided on the login node and written once as plan.json.
+
+The runtime reads nothing else. It is a pure value: building it has no side effects.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ftc.compiler.schema import JobConfig
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topology(Frozen):
+    """The resolved layout: no `auto` is left here."""
+
+    nodes: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=1, description="processes per node (GPUs; CPU workers on a CPU partition)")
+    tensor_parallel: int = Field(1, ge=1)
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    micro_batch_size: int = Field(ge=1)
+    gradient_accumulation_steps: int = Field(ge=1)
+    gradient_checkpointing: bool = False
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def data_parallel(self) -> int:
+        return self.world_size // self.tensor_parallel
+
+
+class DatasetSummary(Frozen):
+    """What the compile step learned by reading every dataset line."""
+
+    path: str
+    format: Literal["prompt_completion", "chat", "preference", "prompt_answer"]
+    rows: dict[str, int] = Field(description="rows per split: training, validation (and replay)")
+    long_rows: dict[str, int] = Field(default_factory=dict, description="rows estimated above max_seq_length, per split")
+
+
+class MemoryItem(Frozen):
+    name: str
+    gib: float
+
+
+class MemoryEstimate(Frozen):
+    """Per-GPU memory, item by item, against what the GPU holds."""
+
+    items: list[MemoryItem]
+    total_gib: float
+    capacity_gib: float
+    headroom: float
+
+
+class TimeEstimate(Frozen):
+    tokens_per_epoch: int
+    total_flops: float
+    hours: float
+    requeues: int = Field(0, description="times the job checkpoints and requeues because it outlasts the partition max")
+
+
+class Plan(Frozen):
+    ftc_version: str
+    run_id: str
+    run_dir: str = Field(description="absolute path of the run folder")
+    output_name: str = Field(description="namespace/<base>-<dataset>-<finetuning>@<run_id>, as NeMo Customizer names them")
+    model_urn: str
+    gpu: str = Field(description="GPU catalogue key of the partition")
+    precision: Literal["bf16", "fp32"]
+    max_seq_length: int
+    job: JobConfig = Field(description="the validated request; resources still as asked (may say auto)")
+    topology: Topology
+    dataset: DatasetSummary
+    deepspeed: dict | None = Field(None, description="the DeepSpeed config written to ds_config.json, when ZeRO is used")
+    memory: MemoryEstimate | None = None
+    estimate: TimeEstimate | None = None
+    time_limit: str = Field(description="sbatch --time")
+    decisions: list[str] = Field(default_factory=list, description="why each `auto` became what it is")
+    warnings: list[str] = Field(default_factory=list)

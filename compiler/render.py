@@ -1,0 +1,128 @@
+"""Rendering a plan into the sbatch script.
+
+Every expression a template prints passes through `shell_quote` (Jinja's `finalize` hook), so no
+template, ftc's or an admin's, can forget to quote. The only raw shell is `ShellRaw`, made here
+from the cluster's admin setup lines.
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from ftc.compiler.errors import UserError
+from ftc.compiler.gpus import GPUS
+from ftc.compiler.plan import Plan
+
+RDZV_PORT = 29500
+TEMPLATE = "job.sbatch.j2"
+
+
+class ShellRaw(str):
+    """Shell text that goes into the script as is: admin setup lines and fixed syntax."""
+
+
+def shell_quote(value: object) -> str:
+    if isinstance(value, ShellRaw):
+        return value
+    if isinstance(value, bool):
+        value = str(value).lower()
+    text = str(value)
+    if any(c in text for c in "\n\r\0"):
+        raise UserError(f"template: refusing to put a value with a line break into a script: {text!r}")
+    return shlex.quote(text)
+
+
+def builtin_templates() -> Path:
+    return Path(str(resources.files("ftc.templates")))
+
+
+@lru_cache(maxsize=16)
+def environment(template_dir: str | None) -> jinja2.Environment:
+    builtin = jinja2.FileSystemLoader(builtin_templates())
+    loaders: list[jinja2.BaseLoader] = []
+    if template_dir:
+        if not Path(template_dir).is_dir():
+            raise UserError(f"cluster.template_dir: no such folder {template_dir}")
+        loaders.append(jinja2.FileSystemLoader(template_dir))
+    loaders += [jinja2.PrefixLoader({"ftc": builtin}), builtin]
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        finalize=shell_quote,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+
+
+def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, object | None]]:
+    job, topo = plan.job, plan.topology
+    cluster, partition = job.cluster, job.cluster.chosen
+    directives: list[tuple[str, object | None]] = [
+        ("job-name", f"ftc-{job.name}-{plan.run_id}"),
+        ("partition", cluster.partition),
+        ("nodes", topo.nodes),
+        ("ntasks-per-node", 1),
+    ]
+    if partition.gpu != "cpu":
+        if cluster.gpu_request == "gres":
+            directives.append(("gres", f"gpu:{cluster.gres_name or cluster.partition}:{topo.gpus_per_node}"))
+        else:
+            directives.append(("gpus-per-node", topo.gpus_per_node))
+    share = topo.gpus_per_node / partition.gpus_per_node if partition.gpus_per_node else 1.0
+    directives.append(("cpus-per-task", max(1, int(partition.cpus_per_node * min(share, 1.0)))))
+    directives.append(("time", plan.time_limit))
+    for flag, value in (("account", cluster.account), ("qos", cluster.qos), ("constraint", partition.constraint)):
+        if value:
+            directives.append((flag, value))
+    directives += [
+        ("output", f"{plan.run_dir}/logs/slurm-{log_pattern}.out"),
+        ("open-mode", "append"),
+        ("signal", f"B:USR1@{cluster.requeue_signal_seconds}"),
+        ("requeue", None),
+    ]
+    directives += sorted(cluster.sbatch_extra.items())
+    return directives
+
+
+def _context(plan: Plan) -> dict:
+    cluster = plan.job.cluster
+    srun_args: list[object] = ["--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    if cluster.srun_mpi:
+        srun_args.append(f"--mpi={cluster.srun_mpi}")
+    if cluster.container.kind == "pyxis":
+        srun_args.append(f"--container-image={cluster.container.image}")
+        if cluster.container.mounts:
+            srun_args.append(f"--container-mounts={','.join(cluster.container.mounts)}")
+    return {
+        "ftc_version": plan.ftc_version,
+        "run_id": plan.run_id,
+        "output_name": plan.output_name,
+        "run_dir": plan.run_dir,
+        "directives": [(ShellRaw(flag), value) for flag, value in sbatch_directives(plan)],
+        "env": sorted(cluster.env.items()),
+        "setup_lines": [ShellRaw(line) for line in cluster.setup],
+        "srun_args": srun_args,
+        "apptainer_image": cluster.container.image if cluster.container.kind == "apptainer" else None,
+        "nproc_per_node": plan.topology.gpus_per_node,
+        "rdzv_port": RDZV_PORT,
+        "gpu": GPUS[plan.gpu],
+    }
+
+
+def render_sbatch(plan: Plan) -> str:
+    env = environment(plan.job.cluster.template_dir)
+    try:
+        script = env.get_template(TEMPLATE).render(_context(plan))
+    except jinja2.UndefinedError as exc:
+        raise UserError(f"template {TEMPLATE}: {exc.message}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise UserError(f"template {TEMPLATE}: {exc}") from None
+    return script

@@ -1,0 +1,79 @@
+"""What ftc prints about plans: the dry-run summary, sweep lines and the model config table."""
+
+from __future__ import annotations
+
+from ftc.compiler.plan import Plan
+
+
+def _gib(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def layout_line(plan: Plan) -> str:
+    t = plan.topology
+    unit = "CPU worker" if plan.gpu == "cpu" else f"{plan.gpu} GPU"
+    return (
+        f"{t.nodes} node{'s' * (t.nodes > 1)} x {t.gpus_per_node} {unit}{'s' * (t.gpus_per_node > 1)}, "
+        f"TP {t.tensor_parallel}, ZeRO {t.zero_stage}, micro batch {t.micro_batch_size} x "
+        f"{t.data_parallel} ranks x {t.gradient_accumulation_steps} accumulation = {plan.job.method.batch_size}"
+        f"{', gradient checkpointing' if t.gradient_checkpointing else ''}"
+    )
+
+
+def memory_line(plan: Plan) -> str:
+    m = plan.memory
+    if m is None:
+        return "not estimated"
+    items = " + ".join(f"{i.name} {_gib(i.gib)}" for i in m.items if i.gib >= 0.05)
+    if plan.gpu == "cpu":
+        return f"{items} = {_gib(m.total_gib)} GiB per worker"
+    return f"{items} = {_gib(m.total_gib)} GiB per GPU of {_gib(m.capacity_gib)} GiB (headroom {m.headroom:.0%})"
+
+
+def summary(plan: Plan) -> str:
+    job, method, data = plan.job, plan.job.method, plan.dataset
+    hyper = f"epochs {method.epochs}, batch {method.batch_size}, lr {method.learning_rate:g}"
+    if hasattr(method, "lora") and method.uses_lora:
+        hyper += f", adapter_dim {method.lora.adapter_dim}, alpha {method.lora.alpha}"
+    rows = ", ".join(f"{n} {split}" for split, n in data.rows.items())
+    long_rows = sum(data.long_rows.values())
+    lines = [
+        f"run        {plan.output_name}",
+        f"model      {plan.model_urn}",
+        f"method     {method.name} ({method.training_type}/{method.finetuning_type}): {hyper}",
+        f"data       {job.data.name} ({data.format}): {rows} rows"
+        + (f", {long_rows} above {plan.max_seq_length} tokens (truncated)" if long_rows else ""),
+        f"layout     {layout_line(plan)}",
+        f"memory     {memory_line(plan)}",
+    ]
+    if plan.estimate is not None:
+        e = plan.estimate
+        requeue = f"; outlasts the partition limit: checkpoints and requeues {e.requeues}x" if e.requeues else ""
+        lines.append(f"time       ~{e.hours:.2f} h estimated ({e.tokens_per_epoch:,} tokens/epoch); --time={plan.time_limit}{requeue}")
+    lines += [f"chose      {d}" for d in plan.decisions]
+    lines += [f"warning    {w}" for w in plan.warnings]
+    lines.append(f"run folder {plan.run_dir}")
+    return "\n".join(lines)
+
+
+def sweep_line(index: int, plan: Plan, overrides: list[str]) -> str:
+    t = plan.topology
+    memory = f"{plan.memory.total_gib:.1f} GiB" if plan.memory else "-"
+    return f"[{index}] {plan.run_id}  {t.nodes}x{t.gpus_per_node} ZeRO {t.zero_stage}  {memory}  {' '.join(overrides) or '(defaults)'}"
+
+
+def configs_table() -> str:
+    """Model configs as NeMo Customizer's configs endpoint lists them."""
+    from ftc.compiler.compose import load_model_config
+    from ftc.compiler.urn import model_entries
+
+    header = ("URN", "TRAINING", "FINETUNING", "GPUS", "NODES", "TP", "MAX SEQ")
+    rows = []
+    for entry in model_entries():
+        model = load_model_config(entry.option)
+        for variant, options in model.training_options.items():
+            for o in options:
+                rows.append((model.urn(variant), o.training_type, o.finetuning_type, str(o.num_gpus),
+                             str(o.num_nodes), str(o.tensor_parallel_size), str(o.max_seq_length)))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
