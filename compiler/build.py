@@ -6,15 +6,18 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import ftc
+import yaml
 from ftc.compiler import guards
 from ftc.compiler.advice import advise
 from ftc.compiler.datasets import inspect_dataset
 from ftc.compiler.deepspeed import deepspeed_config
 from ftc.compiler.errors import UserError
 from ftc.compiler.estimate import estimate_time, sbatch_time
-from ftc.compiler.plan import Plan
+from ftc.compiler.plan import DatasetSummary, Plan
 from ftc.compiler.render import render_sbatch
 from ftc.compiler.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.solver import solve
@@ -44,16 +47,30 @@ class CompiledRun:
         return self.files["job.sbatch"]
 
 
+@lru_cache(maxsize=32)
+def _inspect(data, method: str, seq_len: int, signature: tuple) -> DatasetSummary:
+    """Each dataset is read once per process, however many sweep points use it."""
+    return inspect_dataset(data, method, seq_len)
+
+
+def _files_signature(*folders: str | None) -> tuple:
+    """Name, size and mtime of every file under the folders: a changed file misses the cache."""
+    found = []
+    for folder in filter(None, folders):
+        root = Path(folder)
+        if root.is_dir():
+            found += [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()]
+    return tuple(found)
+
+
 def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
-    dataset = inspect_dataset(job.data, job.method.name, seq_len)
+    dataset = _inspect(job.data, job.method.name, seq_len, _files_signature(job.data.path, job.data.replay.path))
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
     solution = solve(job, rows, seq_len)
     topology = solution.topology
-    guards.check_topology(job, topology)
-    gpu = job.cluster.chosen.gpu
-    precision = "fp32" if gpu == "cpu" else "bf16"
+    gpu, precision = job.cluster.chosen.gpu, solution.precision
     estimate = estimate_time(job, topology, rows, seq_len=seq_len)
     if job.resources.time == "auto":
         time_limit = sbatch_time(estimate.hours, job.cluster.chosen.max_time)[0]
@@ -92,17 +109,18 @@ def build_plan(job: JobConfig) -> Plan:
 
 def compile_job(job: JobConfig, resolved: dict) -> CompiledRun:
     """Every file of the run folder, as text; writing them is the caller's (separate) step."""
-    import yaml
-
     plan = build_plan(job)
     files = {
         "plan.json": plan.model_dump_json(indent=2) + "\n",
-        "config.yaml": yaml.safe_dump(_without(resolved, RUN_ID_EXCLUDED), sort_keys=True),
+        "config.yaml": yaml.dump(_without(resolved, RUN_ID_EXCLUDED), Dumper=_YAML_DUMPER, sort_keys=True),
         "job.sbatch": render_sbatch(plan),
     }
     if plan.deepspeed is not None:
         files["ds_config.json"] = json.dumps(plan.deepspeed, indent=2) + "\n"
     return CompiledRun(plan, files)
+
+
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _without(resolved: dict, keys) -> dict:

@@ -14,14 +14,13 @@ from importlib import resources
 from itertools import product
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-from pydantic import ValidationError
-
 from ftc.compiler.errors import UserError
 from ftc.compiler.schema import ADMIN_ONLY, JobConfig
 from ftc.compiler.urn import expand_urn_override
 from ftc.compiler.validation import field_names, format_validation_error
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from pydantic import ValidationError
 
 GROUPS = ("model", "method", "data", "cluster", "resources")
 SITE_ENV = "FTC_SITE_CONFIG"
@@ -112,8 +111,13 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("ftc_data", bundled_dataset)
 
 
-def compose_config(args: Sequence[str]) -> DictConfig:
-    """Compose the primary config with `args` (Hydra override syntax) applied."""
+def compose_config(args: Sequence[str]) -> tuple[DictConfig, dict]:
+    """Compose the primary config with `args` (Hydra override syntax) applied.
+
+    Returns the config without `model.training_options` and those options, resolved, apart:
+    they are the model config's guard rails, which no override may change, and leaving them out
+    of the per-point copy keeps large sweeps fast.
+    """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.errors import HydraException
 
@@ -121,13 +125,27 @@ def compose_config(args: Sequence[str]) -> DictConfig:
     _refuse_admin_overrides(overrides)
     groups = tuple(o.input_line for o in overrides if _is_group_override(o))
     values = [o for o in overrides if not _is_group_override(o)]
-    cfg = _compose_groups(groups, tuple(site_folders())).copy()
+    base, training_options = _split_training_options(groups, tuple(site_folders()))
+    cfg = base.copy()
     for override in values:
         try:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
         except (HydraException, OmegaConfBaseException) as exc:
             raise UserError(_override_error_line(override, exc)) from None
-    return cfg
+    return cfg, training_options
+
+
+@lru_cache(maxsize=64)
+def _split_training_options(groups: tuple[str, ...], site: tuple[str, ...]) -> tuple[DictConfig, dict | None]:
+    from omegaconf import open_dict
+
+    cfg = _compose_groups(groups, site).copy()
+    if "training_options" not in cfg.get("model", {}):
+        return cfg, None
+    options = resolve(cfg.model.training_options)
+    with open_dict(cfg):
+        del cfg.model["training_options"]
+    return cfg, options
 
 
 def _override_error_line(override, exc: Exception) -> str:
@@ -146,7 +164,7 @@ def _refuse_admin_overrides(overrides) -> None:
     for override in overrides:
         key = override.key_or_group
         if any(key == field or key.startswith(field + ".") for field in ADMIN_ONLY):
-            raise UserError(f"{key}: set by the site's cluster file, not on the command line (raw shell stays with admins)")
+            raise UserError(f"{key}: set in the site's config files, not on the command line (admins own raw shell and guard rails)")
 
 
 def resolve(cfg: DictConfig) -> dict:
@@ -163,7 +181,10 @@ def resolve(cfg: DictConfig) -> dict:
 
 def load_job(args: Sequence[str]) -> tuple[JobConfig, dict]:
     """Compose, resolve and validate: the validated job and the resolved dict it came from."""
-    resolved = resolve(compose_config(args))
+    cfg, training_options = compose_config(args)
+    resolved = resolve(cfg)
+    if training_options is not None:
+        resolved["model"]["training_options"] = training_options
     try:
         return JobConfig.model_validate(resolved), resolved
     except ValidationError as exc:

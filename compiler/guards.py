@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.gpus import GPUS
-from ftc.compiler.plan import Topology
 from ftc.compiler.schema import JobConfig, TrainingOption, slurm_minutes
 
 
@@ -54,24 +53,6 @@ def max_seq_length(job: JobConfig, option: TrainingOption) -> int:
             f"({job.model.urn(variant_of(job))}); set data.max_seq_length<={limit}"
         )
     return asked
-
-
-def check_topology(job: JobConfig, topology: Topology) -> None:
-    """Limits of the partition and the batch arithmetic, for explicit and solved layouts alike."""
-    partition, name = job.cluster.chosen, job.cluster.partition
-    if topology.nodes > partition.max_nodes:
-        raise UserError(f"resources.nodes: {topology.nodes} exceeds partition {name}'s limit of {partition.max_nodes}")
-    if partition.gpu != "cpu" and topology.gpus_per_node > partition.gpus_per_node:
-        raise UserError(
-            f"resources.gpus_per_node: {topology.gpus_per_node} exceeds the {partition.gpus_per_node} GPUs "
-            f"of a node in partition {name}"
-        )
-    per_step = topology.micro_batch_size * topology.data_parallel
-    if job.method.batch_size % per_step:
-        raise UserError(
-            f"method.batch_size: {job.method.batch_size} is not divisible by micro batch x data-parallel ranks "
-            f"({topology.micro_batch_size} x {topology.data_parallel} = {per_step})"
-        )
 
 
 def check_time(job: JobConfig, time_limit: str) -> None:

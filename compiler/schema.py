@@ -9,9 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from ftc.compiler.gpus import GPUS
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 Auto = Literal["auto"]
 SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
@@ -407,5 +413,5 @@ class JobConfig(Strict):
 
 # Fields that change nothing in the files a plan writes, so they stay out of the run id.
 RUN_ID_EXCLUDED = ("dry_run", "strict", "preflight", "detach")
-# Admin-only fields: a raw shell line or a template must never come from a command-line override.
-ADMIN_ONLY = ("cluster.setup", "cluster.template_dir", "cluster.sbatch_extra", "cluster.env")
+# Admin-only fields: raw shell, templates and guard rails never come from a command-line override.
+ADMIN_ONLY = ("cluster.setup", "cluster.template_dir", "cluster.sbatch_extra", "cluster.env", "model.training_options")

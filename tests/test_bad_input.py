@@ -46,8 +46,8 @@ CASES = [
     (["model=llama70b", "method=sft", *EXAMPLE, "resources.nodes=1", "resources.gpus_per_node=1",
       "resources.zero_stage=0", "resources.micro_batch_size=1", "resources.gradient_checkpointing=true"],
      "GiB per GPU on h100-80gb"),
-    (["cluster.setup=[rm -rf /]"], "cluster.setup: set by the site's cluster file"),
-    (["cluster.template_dir=/tmp"], "cluster.template_dir: set by the site's cluster file"),
+    (["cluster.setup=[rm -rf /]"], "cluster.setup: set in the site's config files"),
+    (["cluster.template_dir=/tmp"], "cluster.template_dir: set in the site's config files"),
     (["model=llama8b", *EXAMPLE, "cluster.container.kind=pyxis"], "container kind pyxis needs cluster.container.image"),
     (["name=my job"], "name: must start with a letter or digit"),
     (["data=custom"], "no value given"),
@@ -55,6 +55,7 @@ CASES = [
     (["method.learning_rate=["], "override: "),
     (["method.learning_rate=1e-3", "strict=true"], "strict=true turns warnings into errors"),
     (["--dry"], "unknown option --dry"),
+    (["model.training_options.CPU=[]"], "model.training_options.CPU: set in the site's config files"),
 ]
 
 

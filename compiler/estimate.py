@@ -1,0 +1,107 @@
+"""Run-time estimate and the sbatch --time it implies.
+
+FLOPs from the parameter count (Kaplan et al., arXiv:2001.08361, section 2.1: 2·N per token
+forward, 4·N backward), divided by the GPUs' dense bf16 peak times an assumed MFU.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ftc.compiler import guards
+from ftc.compiler.gpus import GPUS
+from ftc.compiler.memory import lora_parameters
+from ftc.compiler.plan import TimeEstimate, Topology
+from ftc.compiler.schema import JobConfig, slurm_minutes
+
+# Nominal throughput of one CPU worker (a few AVX-512 cores in fp32): only so that a CPU run
+# still gets a number; CPU runs are the tiny model's, minutes at most.
+CPU_TFLOPS = 0.2
+MARGIN_FACTOR = 1.2
+MARGIN_MINUTES = 15
+ROUND_MINUTES = 15
+
+
+def flops_per_token(job: JobConfig, seq_len: float, recompute: bool = False) -> float:
+    """Training FLOPs for one token of one sequence.
+
+    Full fine-tuning: 6·N (forward 2N, backward 4N: activation and weight gradients).
+    LoRA: 4·N for the frozen base (forward 2N, activation gradients 2N; no weight gradients)
+    plus 6·A for the adapters. Attention scores add 2·L·s·h forward per token under a causal mask
+    (Q·Kᵀ and A·V at 2·i·h each for position i, averaged over i < s), tripled for training.
+    Gradient checkpointing reruns the forward: +2·N (+ the attention forward).
+    """
+    arch, method = job.model.architecture, job.method
+    n = arch.parameters
+    attention = 2 * arch.layers * seq_len * arch.hidden_size
+    if method.uses_lora:
+        train = 4 * n + 6 * lora_parameters(arch, method.lora)
+    else:
+        train = 6 * n
+    return train + 3 * attention + ((2 * n + attention) if recompute else 0)
+
+
+def sequences_per_row(job: JobConfig) -> int:
+    """DPO rows are pairs (chosen and rejected); GRPO trains on num_generations completions a prompt."""
+    method = job.method
+    return {"dpo": 2, "grpo": getattr(method, "num_generations", 1)}.get(method.name, 1)
+
+
+def estimate_time(
+    job: JobConfig,
+    topology: Topology,
+    dataset_rows: int,
+    mean_tokens: float | None = None,
+    seq_len: int | None = None,
+) -> TimeEstimate:
+    """Hours of training for `dataset_rows` rows of `mean_tokens` tokens per sequence (prompt and
+    response; for GRPO the prompt). Without a mean, half of seq_len is assumed; seq_len defaults
+    to data.max_seq_length, else the model config's limit for this GPU and method (pass the solver's).
+
+    DPO adds a reference forward, 2·N a token (for LoRA the same base with the adapter off).
+    GRPO adds 2·N per generated token (max_completion_length per completion, a generous bound)
+    and trains on prompt plus completion.
+    """
+    arch, method, res = job.model.architecture, job.method, job.resources
+    gpu = GPUS[job.cluster.chosen.gpu]
+    if seq_len is None:
+        seq_len = guards.max_seq_length(job, guards.training_option(job))
+    mean = float(mean_tokens) if mean_tokens else seq_len / 2
+    per_row = sequences_per_row(job)
+    generated = 0.0
+    if method.name == "grpo":
+        generated = method.max_completion_length
+        mean = min(mean + generated, seq_len)
+    rows, epochs = dataset_rows, method.epochs
+    if method.max_steps:  # max_steps global batches replace the epochs
+        rows, epochs = method.max_steps * method.batch_size // (per_row if method.name == "grpo" else 1), 1
+    sequences = rows * per_row * epochs
+    per_token = flops_per_token(job, mean, topology.gradient_checkpointing)
+    if method.name == "dpo":
+        per_token += 2 * arch.parameters
+    total = sequences * (mean * per_token + generated * 2 * arch.parameters)
+    peak = (CPU_TFLOPS if gpu.key == "cpu" else gpu.bf16_tflops) * 1e12
+    hours = total / (topology.world_size * peak * res.mfu) / 3600
+    limit = job.cluster.chosen.max_time if res.time == "auto" else res.time
+    _, requeues = sbatch_time(hours, limit)
+    tokens_per_epoch = int(dataset_rows * per_row * mean)
+    return TimeEstimate(tokens_per_epoch=tokens_per_epoch, total_flops=total, hours=hours, requeues=requeues)
+
+
+def format_slurm_time(minutes: int) -> str:
+    days, rest = divmod(minutes, 1440)
+    clock = f"{rest // 60:02d}:{rest % 60:02d}:00"
+    return f"{days}-{clock}" if days else clock
+
+
+def sbatch_time(estimate_hours: float, partition_max_time: str) -> tuple[str, int]:
+    """The --time to ask for and how many requeues the run needs.
+
+    Estimate x1.2 + 15 min, rounded up to 15 min, capped at the limit. When that padded figure
+    exceeds the limit the job checkpoints and requeues: ceil(padded / limit) - 1 times.
+    """
+    limit = slurm_minutes(partition_max_time)
+    padded = estimate_hours * 60 * MARGIN_FACTOR + MARGIN_MINUTES
+    minutes = math.ceil(padded / ROUND_MINUTES) * ROUND_MINUTES
+    requeues = math.ceil(padded / limit) - 1 if padded > limit else 0
+    return format_slurm_time(min(minutes, limit)), requeues

@@ -1,0 +1,282 @@
+"""Per-GPU memory model: model states, activations, logits and fixed overheads, in bytes.
+
+Pure arithmetic on the architecture numbers so the planner can try hundreds of layouts in
+milliseconds. Each formula is written once, here, with its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftc.compiler.gpus import GPUS, Gpu
+from ftc.compiler.plan import MemoryEstimate, MemoryItem, Topology
+from ftc.compiler.schema import Architecture, LoraParams, MethodBase
+
+GIB = 1024**3
+# CUDA context with cuBLAS/cuDNN workspaces (~0.75 GiB), NCCL buffers (~0.5 GiB) and the caching
+# allocator's fragmentation (~0.75 GiB): 2 GiB a GPU, a figure none of the tensors above shows.
+GPU_OVERHEAD_BYTES = 2 * GIB
+# A CPU worker: the Python interpreter, torch and the tokenizer.
+CPU_OVERHEAD_BYTES = GIB // 2
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per trainable parameter for weights, gradients and optimizer states, and per activation.
+
+    bf16 mixed precision (ZeRO, arXiv:1910.02054 section 3.1): bf16 weights and gradients plus an
+    fp32 master copy and Adam's m and v, 2 + 2 + 12. fp32 (CPU): 4 + 4 + 8, no master copy.
+    """
+
+    name: str
+    weight: int
+    grad: int
+    optimizer: int
+    activation: int
+    mask: int  # a dropout mask element: bool on CUDA, the input's dtype in CPU dropout
+
+
+BF16 = Precision("bf16", 2, 2, 12, 2, 1)
+FP32 = Precision("fp32", 4, 4, 8, 4, 4)
+PRECISIONS = {p.name: p for p in (BF16, FP32)}
+# PEFT (autocast_adapter_dtype=True, its default) upcasts bf16 adapters to fp32: fp32 weights and
+# gradients and fp32 Adam m, v, 4 + 4 + 8. DeepSpeed's bf16 engine would keep 2 + 2 + 12 instead:
+# the same 16 bytes a parameter either way.
+ADAPTER = Precision("fp32", 4, 4, 8, 4, 4)
+
+
+def precision_for(gpu: Gpu | str) -> Precision:
+    """bf16 on every GPU in the catalogue; fp32 on CPU workers, where bf16 matmuls are slow."""
+    key = gpu if isinstance(gpu, str) else gpu.key
+    return FP32 if key == "cpu" else BF16
+
+
+def matrix_shapes(arch: Architecture) -> dict[str, tuple[int, int]]:
+    """(d_in, d_out) of each linear layer of a decoder block (Llama, Mistral and Qwen2 alike)."""
+    h, q, kv, i = arch.hidden_size, arch.attention_heads * arch.head_dim, arch.kv_heads * arch.head_dim, arch.intermediate_size
+    return {
+        "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+        "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+    }
+
+
+def layer_parameters(arch: Architecture) -> int:
+    """One decoder block: its seven matrices, two RMSNorm weights, and Qwen2's q/k/v biases."""
+    shapes = matrix_shapes(arch)
+    bias = sum(shapes[m][1] for m in ("q_proj", "k_proj", "v_proj")) if arch.family == "qwen2" else 0
+    return sum(d_in * d_out for d_in, d_out in shapes.values()) + 2 * arch.hidden_size + bias
+
+
+def base_parameters(arch: Architecture) -> int:
+    """Every parameter, from the shapes: blocks, final norm, embedding and (untied) LM head.
+
+    The shipped configs' `parameters` equal this exactly; the model state uses `arch.parameters`.
+    """
+    embeddings = arch.vocab_size * arch.hidden_size * (1 if arch.tie_embeddings else 2)
+    return arch.layers * layer_parameters(arch) + arch.hidden_size + embeddings
+
+
+def lora_parameters(arch: Architecture, lora: LoraParams) -> int:
+    """Sum of r x (d_in + d_out) over the adapted matrices of every layer (A is r x d_in, B d_out x r)."""
+    shapes = matrix_shapes(arch)
+    return arch.layers * sum(lora.adapter_dim * sum(shapes[m]) for m in set(lora.target_modules))
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """Bytes of weights, gradients, optimizer states and a frozen reference copy, per GPU."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    reference: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.reference
+
+
+def model_state_bytes(
+    arch: Architecture, method: MethodBase, precision: Precision = BF16,
+    zero_stage: int = 0, data_parallel: int = 1, tensor_parallel: int = 1,
+) -> ModelState:
+    """Model states sharded as ZeRO does (arXiv:1910.02054): stage 1 shards optimizer states over
+    the data-parallel ranks, stage 2 also gradients, stage 3 also parameters (frozen ones too);
+    tensor parallelism splits everything by its degree.
+
+    LoRA: the base is frozen in `precision.weight` bytes with no gradient or optimizer state; the
+    adapters cost ADAPTER bytes. A DPO reference is a second frozen copy for all_weights only (with
+    LoRA the reference is the base with the adapter off).
+    """
+    shard = [data_parallel if zero_stage >= s else 1 for s in (1, 2, 3)]
+    opt_div, grad_div, param_div = (d * tensor_parallel for d in shard)
+    if method.uses_lora:
+        adapters = lora_parameters(arch, method.lora)
+        return ModelState(
+            weights=(arch.parameters * precision.weight + adapters * ADAPTER.weight) // param_div,
+            gradients=adapters * ADAPTER.grad // grad_div,
+            optimizer=adapters * ADAPTER.optimizer // opt_div,
+        )
+    reference = arch.parameters * precision.weight // param_div if method.name == "dpo" else 0
+    return ModelState(
+        weights=arch.parameters * precision.weight // param_div,
+        gradients=arch.parameters * precision.grad // grad_div,
+        optimizer=arch.parameters * precision.optimizer // opt_div,
+        reference=reference,
+    )
+
+
+def layer_activation_bytes_per_token(
+    arch: Architecture, method: MethodBase, seq_len: int, precision: Precision = BF16, fused_attention: bool = True
+) -> float:
+    """Bytes one decoder layer keeps for backward, per token, after Korthikanti et al. (arXiv:2205.05198
+    section 4.1: 34·s·b·h + 5·a·s²·b at 2 bytes) adapted to the Llama block; p = bytes an activation.
+    Checked tensor by tensor against transformers' saved tensors (tests/test_memory_real.py).
+
+    - attention p·(3h + 2·kv·hd): the QKV input, Q, K and V at their GQA width, and the SDPA output,
+      which the out-projection reads as a view (Korthikanti's 11h less the dropout mask, K and V
+      narrowed by GQA). SDPA/flash attention is assumed (no s² scores kept); without it add
+      Korthikanti's 5·a·s per token, scaled to p.
+    - SwiGLU MLP p·(h + 4i): its input, gate output (SiLU input), SiLU output, up output, product
+      (Korthikanti's 19h is p·(h + 8h) + h for a 4h GeLU MLP with a dropout mask).
+    - two RMSNorms, 4h each: LlamaRMSNorm saves its input upcast to fp32, plus the normalised p·h
+      for its weight's gradient when the weight trains.
+    - LoRA: a frozen linear keeps no input, so the QKV, gate/up and down inputs drop out (p·(2h + i));
+      each adapted matrix keeps its own p-byte copy of its input (autocast or DeepSpeed's bf16 cast),
+      its dropout mask and the rank-r hidden.
+    """
+    h, kv_width, i = arch.hidden_size, arch.kv_heads * arch.head_dim, arch.intermediate_size
+    p = precision.activation
+    total = p * (3 * h + 2 * kv_width) + p * (h + 4 * i) + 2 * (4 * h + p * h)
+    if not fused_attention:
+        total += 5 * arch.attention_heads * seq_len * p / 2
+    if method.uses_lora:
+        total -= p * (2 * h + i) + 2 * p * h
+        mask = precision.mask if method.lora.adapter_dropout > 0 else 0
+        shapes = matrix_shapes(arch)
+        for module in set(method.lora.target_modules):
+            total += shapes[module][0] * (p + mask) + p * method.lora.adapter_dim
+    return total
+
+
+def activation_bytes(
+    arch: Architecture, method: MethodBase, seq_len: int, sequences: int, precision: Precision = BF16,
+    checkpointing: bool = False, tensor_parallel: int = 1, fused_attention: bool = True,
+) -> float:
+    """All layers' activations for `sequences` sequences of `seq_len` tokens.
+
+    Full recompute (Korthikanti section 4.2) keeps each layer's input, p·s·b·h, plus one layer
+    rematerialised during its backward. Tensor parallelism with sequence parallelism divides
+    everything by t (Korthikanti eq. 5). The final RMSNorm counts as half a layer's two norms.
+    """
+    per_token = layer_activation_bytes_per_token(arch, method, seq_len, precision, fused_attention)
+    return _stacked(arch, per_token, seq_len * sequences, precision, checkpointing, tensor_parallel)
+
+
+def _stacked(arch: Architecture, layer_per_token: float, tokens: int, precision: Precision, checkpointing: bool, t: int) -> float:
+    if checkpointing:
+        kept = arch.layers * precision.activation * arch.hidden_size * tokens + layer_per_token * tokens
+    else:
+        kept = arch.layers * layer_per_token * tokens
+    return (kept + 4 * arch.hidden_size * tokens) / t
+
+
+def logits_bytes(arch: Architecture, seq_len: int, sequences: int, tensor_parallel: int = 1) -> float:
+    """The loss's peak, at the start of backward: transformers upcasts the logits to fp32 and
+    cross_entropy saves the fp32 log-probabilities (4·s·b·V); NLL's backward then writes a dense fp32
+    gradient and log-softmax's backward another, 12·s·b·V in all (the forward peaks lower, at
+    (p + 4 + 4)·s·b·V). Split by t under a vocabulary-parallel head."""
+    return 12 * seq_len * sequences * arch.vocab_size / tensor_parallel
+
+
+def step_gradient_bytes(arch: Architecture, method: MethodBase, precision: Precision, zero_stage: int, data_parallel: int) -> float:
+    """fp32 gradients DeepSpeed's bf16 optimizers build at the step, when activations are gone:
+    the rank's whole partition at stages 0-2, one sub-group (sub_group_size, 1e9) at a time at stage 3."""
+    if precision.optimizer <= 8:  # fp32 training steps on its own gradients
+        return 0.0
+    trainable = lora_parameters(arch, method.lora) if method.uses_lora else arch.parameters
+    share = trainable / (data_parallel if zero_stage >= 1 else 1)
+    return 4 * (min(share, 1e9) if zero_stage == 3 else share)
+
+
+def kv_cache_bytes(arch: Architecture, seq_len: int, sequences: int, precision: Precision = BF16) -> float:
+    """GRPO generation: keys and values of every layer for every token of every sequence,
+    2 · layers · kv_heads · head_dim · p · tokens."""
+    return 2 * arch.layers * arch.kv_heads * arch.head_dim * precision.activation * seq_len * sequences
+
+
+def zero3_gather_bytes(arch: Architecture, precision: Precision = BF16, tensor_parallel: int = 1) -> float:
+    """ZeRO-3 gathers a layer's full weights before using it and prefetches the next one: two layers,
+    or the embedding / LM head alone when that is larger."""
+    largest = max(2 * layer_parameters(arch), arch.vocab_size * arch.hidden_size)
+    return largest * precision.weight / tensor_parallel
+
+
+class MemoryModel:
+    """Everything that does not depend on the layout, computed once; `items` is then a few
+    multiplications, so the solver can afford to try every candidate layout."""
+
+    def __init__(
+        self, arch: Architecture, method: MethodBase, seq_len: int, gpu: Gpu | str,
+        precision: Precision | None = None, fused_attention: bool = True,
+    ):
+        self.arch, self.method, self.seq_len = arch, method, seq_len
+        self.gpu = GPUS[gpu] if isinstance(gpu, str) else gpu
+        self.precision = precision or precision_for(self.gpu)
+        self._layer = layer_activation_bytes_per_token(arch, method, seq_len, self.precision, fused_attention)
+        self._logits_per_seq = logits_bytes(arch, seq_len, 1)
+        self._gather = zero3_gather_bytes(arch, self.precision)
+        name = method.name
+        # DPO runs chosen and rejected through the policy together. TRL's GRPO generates a whole
+        # optimizer step's completions at once (generation_batch_size defaults to the global batch),
+        # batch_size / data-parallel ranks of them per GPU, and trains on them micro batch by micro batch.
+        self._sequences_per_sample = 2 if name == "dpo" else 1
+        self._generated = method.batch_size if name == "grpo" else 0
+        self._overhead = CPU_OVERHEAD_BYTES if self.gpu.key == "cpu" else GPU_OVERHEAD_BYTES
+
+    def items(self, zero_stage: int, data_parallel: int, tensor_parallel: int, micro_batch: int, checkpointing: bool) -> list[tuple[str, float]]:
+        """(name, bytes) per GPU for one layout."""
+        arch, p, t = self.arch, self.precision, tensor_parallel
+        state = model_state_bytes(arch, self.method, p, zero_stage, data_parallel, t)
+        sequences = micro_batch * self._sequences_per_sample
+        act = _stacked(arch, self._layer, self.seq_len * sequences, p, checkpointing, t)
+        out = [("weights", state.weights), ("gradients", state.gradients), ("optimizer states", state.optimizer)]
+        if state.reference:
+            out.append(("reference model", state.reference))
+        if zero_stage == 3 and data_parallel > 1:
+            out.append(("zero-3 gathered layers", self._gather / t))
+        working = [("activations", act), ("logits", self._logits_per_seq * sequences / t)]
+        if self._generated:
+            generating = -(-self._generated // data_parallel)
+            working.append(("kv cache", kv_cache_bytes(arch, self.seq_len, generating, p) / t))
+        # The step's fp32 gradients reuse what the activations freed; only the excess counts.
+        excess = step_gradient_bytes(arch, self.method, p, zero_stage, data_parallel) / t - sum(b for _, b in working)
+        if excess > 0:
+            working.append(("optimizer-step fp32 gradients beyond the freed activations", excess))
+        out += working + [("runtime overhead", self._overhead)]
+        return out
+
+    def total(self, zero_stage: int, data_parallel: int, tensor_parallel: int, micro_batch: int, checkpointing: bool) -> float:
+        return sum(b for _, b in self.items(zero_stage, data_parallel, tensor_parallel, micro_batch, checkpointing))
+
+    def estimate(self, topology: Topology, capacity_gib: float | None = None, headroom: float = 0.10) -> MemoryEstimate:
+        items = self.items(
+            topology.zero_stage, topology.data_parallel, topology.tensor_parallel,
+            topology.micro_batch_size, topology.gradient_checkpointing,
+        )
+        gib = [MemoryItem(name=n, gib=round(b / GIB, 3)) for n, b in items]
+        return MemoryEstimate(
+            items=gib,
+            total_gib=round(sum(b for _, b in items) / GIB, 3),
+            capacity_gib=self.gpu.memory_gib if capacity_gib is None else capacity_gib,
+            headroom=headroom,
+        )
+
+
+def estimate_memory(
+    arch: Architecture, method: MethodBase, topology: Topology, seq_len: int, gpu: Gpu | str,
+    headroom: float = 0.10, capacity_gib: float | None = None, precision: Precision | None = None,
+) -> MemoryEstimate:
+    """Per-GPU memory of one layout; capacity defaults to the GPU's (pass the worker's share of a
+    CPU node's memory for gpu "cpu")."""
+    return MemoryModel(arch, method, seq_len, gpu, precision).estimate(topology, capacity_gib, headroom)
