@@ -18,25 +18,26 @@ def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
     return job, compile_job(job, resolved)
 
 
-def compile_sweep(overrides: Sequence[str]) -> tuple[bool, list[tuple[list[str], CompiledRun]]]:
+def compile_sweep(overrides: Sequence[str]) -> tuple[JobConfig, list[tuple[list[str], CompiledRun]]]:
     """Every point of the sweep, compiled before anything is written; identical points once.
 
-    Returns whether the sweep is a dry run, and the points.
+    Returns the first point's request (dry_run, preflight and detach stay out of run ids, so
+    they are the same for every point) and the points.
     """
     points: list[tuple[list[str], CompiledRun]] = []
     seen: set[str] = set()
-    dry_run = True
+    request = None
     for index, point in enumerate(expand_sweep(overrides)):
         try:
             job, run = compile_point(point)
-            dry_run = dry_run and job.dry_run
+            request = request or job
         except UserError as exc:
             where = f"sweep point {index} ({' '.join(point)})"
             raise UserError(*(f"{where}: {p}" for p in exc.problems)) from None
         if run.plan.run_id not in seen:
             seen.add(run.plan.run_id)
             points.append((point, run))
-    return dry_run, points
+    return request, points
 
 
 def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
@@ -50,15 +51,15 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
             return 0
         from ftc.compiler.submit import submit_run
 
-        return submit_run(run)
-    dry_run, points = compile_sweep(overrides)
+        return submit_run(run, job)
+    request, points = compile_sweep(overrides)
     for _, run in points:
         write_run(run)
-    if dry_run:
+    if request.dry_run:
         print(f"sweep: {len(points)} point(s), one run folder each")
         for index, (point, run) in enumerate(points):
             print(sweep_line(index, run.plan, point))
         return 0
     from ftc.compiler.submit import submit_sweep
 
-    return submit_sweep([run for _, run in points])
+    return submit_sweep([run for _, run in points], request)

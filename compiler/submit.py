@@ -1,0 +1,237 @@
+"""Submission: a compiled run (or a sweep of them) to Slurm, or to the local executor.
+
+Slurm gets the run folder's job.sbatch byte for byte (see slurm.submit), after `sbatch --test-only`
+has answered; a refusal becomes one line naming the field to change. A sweep is one job array
+whose task i runs point i's own job.sbatch. The same run id is never run twice at once, and a
+completed one is not run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import ftc
+from ftc.compiler import runstate, slurm
+from ftc.compiler.build import CompiledRun
+from ftc.compiler.errors import UserError
+from ftc.compiler.plan import Plan
+from ftc.compiler.render import ShellRaw, environment, sbatch_directives
+from ftc.compiler.runfolder import write_atomic
+from ftc.compiler.schema import JobConfig, slurm_minutes
+
+SWEEP_TEMPLATE = "sweep.sbatch.j2"
+PER_RUN_DIRECTIVES = ("job-name", "output", "time")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def refusal(plan: Plan, message: str) -> str:
+    """Slurm's refusal as one line naming the field to change."""
+    topo, cluster = plan.topology, plan.job.cluster
+    name, partition = cluster.partition, cluster.chosen
+    text = message.lower()
+    if "invalid partition" in text:
+        return f"cluster.partition: Slurm refused partition {name!r}: {message}"
+    if "time limit" in text:
+        return f"resources.time: Slurm refused --time={plan.time_limit} in partition {name} ({message})"
+    if "node count" in text:
+        return f"resources.nodes: Slurm refused {topo.nodes} node(s) in partition {name} ({message})"
+    if "feature" in text:
+        return f"cluster.partitions.{name}.constraint: Slurm refused constraint {partition.constraint!r} ({message})"
+    if "account" in text:
+        return f"cluster.account: Slurm refused account {cluster.account!r}: {message}"
+    if "qos" in text:
+        return f"cluster.qos: Slurm refused QOS {cluster.qos!r}: {message}"
+    if "node configuration is not available" in text:
+        units = "CPU workers" if plan.gpu == "cpu" else "GPUs"
+        nodes = f"{topo.nodes} node{'s' if topo.nodes > 1 else ''}"
+        return (f"resources.gpus_per_node: Slurm cannot place {nodes} x {topo.gpus_per_node} {units} "
+                f"({partition.cpus_per_node} CPUs per node) in partition {name} ({message})")
+    return f"cluster: Slurm refused the job: {message}"
+
+
+def _outputs(run_dir: Path) -> str:
+    paths = (runstate.read_json(run_dir / "outputs.json") or {}).get("paths") or {}
+    return ", ".join(f"{k} {v}" for k, v in paths.items()) or str(run_dir)
+
+
+def still_to_run(plan: Plan) -> bool:
+    """False for a completed run (nothing to do); raises for one that is pending or running."""
+    run_dir = Path(plan.run_dir)
+    view = runstate.resolve_states([runstate.load(run_dir)])[0]
+    if view.state in runstate.ACTIVE:
+        raise UserError(
+            f"run {plan.run_id} is already {view.state} as job {view.job}; "
+            f"follow it with ftc status {plan.run_id}, or stop it with ftc cancel {plan.run_id}"
+        )
+    if view.state == "completed":
+        print(f"run {plan.run_id} already completed (job {view.job}); outputs: {_outputs(run_dir)}")
+        return False
+    if view.record:
+        ended = "is unknown to Slurm" if view.state == "unknown" else f"ended {view.label}"
+        print(f"run {plan.run_id}: job {view.job} {ended}; resubmitting (it resumes from its last checkpoint)")
+    return True
+
+
+def _preflight(plan: Plan, script: Path, job: JobConfig | None) -> None:
+    """Ask Slurm first, unless the request says preflight=false (a request field, not in the plan)."""
+    if job is not None and not job.preflight:
+        return
+    try:
+        slurm.test_only(script)
+    except slurm.SlurmUnavailable as exc:
+        raise UserError(str(exc)) from None
+    except slurm.SlurmError as exc:
+        raise UserError(refusal(plan, str(exc))) from None
+
+
+def _sbatch(plan: Plan, script: str, folder: Path) -> tuple[str, Path]:
+    try:
+        return slurm.submit(script, folder)
+    except slurm.SlurmUnavailable as exc:
+        raise UserError(str(exc)) from None
+    except slurm.SlurmError as exc:
+        raise UserError(refusal(plan, str(exc))) from None
+
+
+def _follow_lines(ref: str) -> list[str]:
+    return [f"  ftc status {ref}", f"  ftc logs {ref} -f", f"  ftc cancel {ref}"]
+
+
+def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
+    """Submit one run; `job` is the validated request, for preflight and detach (default: on, off)."""
+    plan = run.plan
+    if not still_to_run(plan):
+        return 0
+    if plan.job.cluster.executor == "local":
+        from ftc.compiler import local
+
+        return local.run(plan, detach=job is not None and job.detach)
+    if not slurm.have("sbatch"):
+        raise UserError(slurm.NO_SBATCH)
+    run_dir = Path(plan.run_dir)
+    script = run_dir / "job.sbatch"
+    _preflight(plan, script, job)
+    job_id, submitted = _sbatch(plan, run.script, run_dir / ".submitit")
+    runstate.write_record(run_dir, runstate.new_record(
+        run_dir, "slurm", job=job_id, job_id=job_id, array_index=None, script=str(script),
+        script_sha256=sha256(run.script), submitted_file=str(submitted),
+        log=str(run_dir / "logs" / f"slurm-{job_id}.out"),
+    ))
+    t = plan.topology
+    print(f"submitted run {plan.run_id} as Slurm job {job_id} (partition {plan.job.cluster.partition}, "
+          f"{t.nodes} node{'s' * (t.nodes > 1)} x {t.gpus_per_node} {'CPU worker' if plan.gpu == 'cpu' else 'GPU'}"
+          f"{'s' * (t.gpus_per_node > 1)}, --time={plan.time_limit})")
+    print(f"run folder {run_dir}")
+    print("\n".join(_follow_lines(plan.run_id)))
+    return 0
+
+
+def common_directives(runs: list[CompiledRun]) -> list[tuple[str, object | None]]:
+    """The #SBATCH directives all points share; one array has one set of resources.
+
+    The time limit is the longest point's, so a sweep over epochs or data sizes stays one array.
+    """
+    def shared(run: CompiledRun) -> dict[str, object | None]:
+        return {f: v for f, v in sbatch_directives(run.plan) if f not in PER_RUN_DIRECTIVES}
+
+    first = shared(runs[0])
+    for index, run in enumerate(runs[1:], start=1):
+        other = shared(run)
+        flag = next((f for f in {**first, **other} if first.get(f, "absent") != other.get(f, "absent")), None)
+        if flag is not None:
+            raise UserError(
+                f"sweep: point {index} (run {run.plan.run_id}) asks for --{flag}={other.get(flag, 'absent')} but "
+                f"point 0 (run {runs[0].plan.run_id}) for --{flag}={first.get(flag, 'absent')}; one job array has "
+                "one set of Slurm resources: make that field equal across the sweep, or submit the points separately"
+            )
+    first["time"] = max((r.plan.time_limit for r in runs), key=slurm_minutes)
+    return list(first.items())
+
+
+def render_sweep(runs: list[CompiledRun], sweep_id: str, sweep_dir: Path) -> str:
+    """The job array script; a site's template_dir may override sweep.sbatch.j2 like job.sbatch.j2."""
+    plan = runs[0].plan
+    parallelism = min(plan.job.cluster.array_parallelism, len(runs))
+    template = environment(plan.job.cluster.template_dir).get_template(SWEEP_TEMPLATE)
+    return template.render(
+        sweep_id=sweep_id,
+        ftc_version=ftc.__version__,
+        job_name=f"ftc-{plan.job.name}-sweep-{sweep_id}",
+        directives=[(ShellRaw(flag), value) for flag, value in common_directives(runs)],
+        output=f"{sweep_dir}/logs/slurm-%A_%a.out",
+        array=f"0-{len(runs) - 1}%{parallelism}",
+        run_dirs=[r.plan.run_dir for r in runs],
+    )
+
+
+def submit_sweep(runs: list[CompiledRun], job: JobConfig | None = None) -> int:
+    """One job array for all points still to run; returns as soon as Slurm has queued it."""
+    if not runs:
+        return 0
+    executors = {r.plan.job.cluster.executor for r in runs}
+    if len(executors) > 1:
+        raise UserError("sweep: cluster.executor differs between points; a sweep runs on one executor")
+    if executors == {"local"}:
+        return _local_sweep(runs, job)
+    common_directives(runs)
+    if not slurm.have("sbatch"):
+        raise UserError(slurm.NO_SBATCH)
+    problems = []
+    todo = []
+    for run in runs:
+        try:
+            if still_to_run(run.plan):
+                todo.append(run)
+        except UserError as exc:
+            problems += exc.problems
+    if problems:
+        raise UserError(*problems)
+    if not todo:
+        return 0
+    sweep_id = sha256(",".join(sorted(r.plan.run_id for r in todo)))[:10]
+    sweep_dir = Path(todo[0].plan.run_dir).parents[1] / "sweeps" / sweep_id
+    (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
+    script = render_sweep(todo, sweep_id, sweep_dir)
+    script_path = sweep_dir / "sweep.sbatch"
+    write_atomic(script_path, script)
+    _preflight(todo[0].plan, script_path, job)
+    job_id, submitted = _sbatch(todo[0].plan, script, sweep_dir / ".submitit")
+    for index, run in enumerate(todo):
+        run_dir = Path(run.plan.run_dir)
+        runstate.write_record(run_dir, runstate.new_record(
+            run_dir, "slurm", job=runstate.slurm_ref(job_id, index), job_id=job_id, array_index=index,
+            sweep=str(sweep_dir), script=str(script_path), script_sha256=sha256(script),
+            run_script_sha256=sha256(run.script), submitted_file=str(submitted),
+            log=str(run_dir / "logs" / f"slurm-{job_id}_{index}.out"),
+        ))
+    write_atomic(sweep_dir / "sweep.json", json.dumps(
+        {"sweep_id": sweep_id, "job_id": job_id, "submitted_at": runstate.now(),
+         "runs": [{"index": i, "run_id": r.plan.run_id, "run_dir": r.plan.run_dir} for i, r in enumerate(todo)]},
+        indent=2) + "\n")
+    parallelism = min(todo[0].plan.job.cluster.array_parallelism, len(todo))
+    print(f"submitted sweep {sweep_id} as Slurm job array {job_id}: {len(todo)} task(s), at most {parallelism} at a time")
+    for index, run in enumerate(todo):
+        print(f"  [{index}] job {job_id}_{index}  run {run.plan.run_id}  {run.plan.run_dir}")
+    print(f"sweep folder {sweep_dir}")
+    print(f"  ftc status\n  ftc logs {job_id}_0 -f\n  ftc cancel {job_id}    (the whole sweep)")
+    return 0
+
+
+def _local_sweep(runs: list[CompiledRun], job: JobConfig | None) -> int:
+    """Locally the points run one after another, in the foreground; Ctrl-C stops the sweep."""
+    if job is not None and job.detach:
+        raise UserError("detach: a local sweep runs its points one after another in the foreground; "
+                        "drop detach=true, or submit the sweep to a Slurm cluster")
+    worst = 0
+    for index, run in enumerate(runs):
+        print(f"sweep point {index + 1}/{len(runs)}: run {run.plan.run_id}", flush=True)
+        code = submit_run(run, job)
+        if code == 130:
+            return code
+        worst = max(worst, code)
+    return worst

@@ -1,0 +1,192 @@
+"""The local executor (cluster=local, the default) runs the plan's launch line here, with no Slurm binary on PATH.
+
+`python -m torch.distributed.run` is a FAKE here, put first on PYTHONPATH: it records how it was
+launched and pretends to train (the lead's tiny LoRA test runs the real thing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slurm_fixtures import write_dataset
+
+FAKE_RUN = r'''"""FAKE torch.distributed.run for ftc's local-executor tests only."""
+import json, os, shutil, signal, sys, time
+from pathlib import Path
+
+run_dir = Path(sys.argv[-1])
+stop = []
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda signum, frame: stop.append(signal.Signals(signum).name))
+(run_dir / "fake-launch.json").write_text(json.dumps({
+    "args": sys.argv[1:], "run_dir_env": os.environ.get("FTC_RUN_DIR"),
+    "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "sbatch": shutil.which("sbatch"), "pgid": os.getpgid(0),
+}))
+
+def status(**fields):
+    tmp = run_dir / "status.json.tmp"
+    tmp.write_text(json.dumps(fields))
+    tmp.replace(run_dir / "status.json")
+
+status(state="running", step=1, max_steps=4, percent=25.0, train_loss=2.5)
+print("FAKE local torchrun", " ".join(sys.argv[1:]), flush=True)
+deadline = time.monotonic() + float(os.environ.get("FAKE_TORCHRUN_SECONDS", "0.5"))
+while time.monotonic() < deadline and not stop:
+    time.sleep(0.05)
+if stop:
+    stop_file = run_dir / "stop_requested"
+    cancelled = stop_file.exists() and stop_file.read_text().strip() == "cancel"
+    status(state="cancelled" if cancelled else "preempted", step=2, max_steps=4, percent=50.0)
+    print("FAKE stopped by", stop[0], flush=True)
+    sys.exit(0)
+status(state="completed", step=4, max_steps=4, percent=100.0, train_loss=1.25, val_loss=1.5)
+print("FAKE done", flush=True)
+sys.exit(int(os.environ.get("FAKE_TORCHRUN_EXIT", "0")))
+'''
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    base = tmp_path_factory.mktemp("local")
+    fake = base / "fake-torch" / "torch" / "distributed"
+    fake.mkdir(parents=True)
+    (fake.parent / "__init__.py").write_text('"""FAKE torch for ftc local-executor tests."""\n')
+    (fake / "__init__.py").write_text("")
+    (fake / "run.py").write_text(FAKE_RUN)
+    empty_bin = base / "bin"
+    empty_bin.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_CONF", "FTC_SITE_CONFIG")}
+    python_path = os.pathsep.join(p for p in (str(base / "fake-torch"), os.environ.get("PYTHONPATH")) if p)
+    env.update(PATH=str(empty_bin), PYTHONPATH=python_path, FTC_OUTPUT_ROOT=str(base / "runs"))
+    data = write_dataset(base / "data")
+
+    def ftc(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+        """`python -m ftc ARGS`; a compile (not status/logs/cancel/-m) gets the test dataset."""
+        if args and args[0] not in ("status", "logs", "cancel", "-m"):
+            args = (f"data.path={data}", *args)
+        return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True,
+                              env={**env, **extra}, timeout=timeout, cwd=base)
+
+    ftc.env, ftc.data, ftc.base = env, data, base
+    return ftc
+
+
+def run_dir_of(out: str) -> Path:
+    return Path(next(line.split(" ", 2)[2] for line in out.splitlines() if line.startswith("run folder ")))
+
+
+def state(local, run_id: str) -> str:
+    out = local("status", run_id).stdout
+    return next(line.split(None, 1)[1].split(" [from")[0] for line in out.splitlines() if line.startswith("state "))
+
+
+def wait(local, run_id: str, until: tuple[str, ...], deadline: float = 30) -> str:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        current = state(local, run_id)
+        if current.startswith(until):
+            return current
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id} is {current}, wanted {until}")
+
+
+def test_foreground_run_completes_without_slurm(local):
+    proc = local("name=fg")
+    assert proc.returncode == 0, proc.stderr
+    assert "FAKE done" in proc.stdout
+    run_dir = run_dir_of(proc.stdout)
+    launch = json.loads((run_dir / "fake-launch.json").read_text())
+    workers = json.loads((run_dir / "plan.json").read_text())["topology"]["gpus_per_node"]
+    assert launch["args"] == ["--standalone", f"--nproc-per-node={workers}", "-m", "ftc.runtime", str(run_dir)]
+    assert launch["run_dir_env"] == str(run_dir) and launch["cuda"] == "" and launch["sbatch"] is None
+    assert "FAKE done" in (run_dir / "logs" / "local.out").read_text()
+    record = json.loads((run_dir / "job.json").read_text())
+    assert record["executor"] == "local" and record["pid"] == launch["pgid"]
+    assert state(local, run_dir.name) == "completed"
+    again = local("name=fg")
+    assert again.returncode == 0 and "already completed" in again.stdout and "FAKE" not in again.stdout
+
+
+def test_detach_returns_at_once_and_logs_follow(local):
+    started = time.monotonic()
+    proc = local("name=bg", "detach=true", FAKE_TORCHRUN_SECONDS="4")
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 4
+    run_dir = run_dir_of(proc.stdout)
+    assert state(local, run_dir.name) == "running"
+    busy = local("name=bg", "detach=true")
+    assert busy.returncode == 2 and "already running" in busy.stderr
+    follow = local("logs", run_dir.name, "-f")
+    assert follow.returncode == 0 and "FAKE done" in follow.stdout
+    assert state(local, run_dir.name) == "completed"
+    table = local("status").stdout
+    assert any(run_dir.name in line and "completed" in line and "100%" in line for line in table.splitlines())
+
+
+def test_cancel_detached_run(local):
+    proc = local("name=cancel-me", "detach=true", FAKE_TORCHRUN_SECONDS="60")
+    run_dir = run_dir_of(proc.stdout)
+    wait(local, run_dir.name, ("running",))
+    time.sleep(0.5)
+    cancel = local("cancel", run_dir.name)
+    assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stderr
+    assert wait(local, run_dir.name, ("cancelled",)) == "cancelled"
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "cancelled"
+
+
+def test_ctrl_c_checkpoints_and_stops(local):
+    args = [sys.executable, "-m", "ftc", f"data.path={local.data}", "name=ctrl-c"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=local.base,
+                            env={**local.env, "FAKE_TORCHRUN_SECONDS": "60"})
+    end = time.monotonic() + 30
+    while not list((local.base / "runs" / "default" / "ctrl-c").glob("*/status.json")):
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "FAKE stopped by SIGINT" in out and "resume" in out
+    run_dir = run_dir_of(out)
+    assert state(local, run_dir.name) == "cancelled"
+
+
+def test_failure_says_exit_code(local):
+    proc = local("name=fails", FAKE_TORCHRUN_EXIT="3")
+    assert proc.returncode == 1
+    run_dir = run_dir_of(proc.stdout)
+    assert state(local, run_dir.name) == "failed (exit code 3)"
+    again = local("name=fails")
+    assert again.returncode == 0 and "resubmitting" in again.stdout
+
+
+def test_local_sweep_runs_points_in_turn(local):
+    proc = local("-m", f"data.path={local.data}", "name=local-sweep", "method.learning_rate=1e-4,2e-4")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("FAKE done") == 2 and "sweep point 2/2" in proc.stdout
+    refused = local("-m", f"data.path={local.data}", "name=local-sweep", "method.learning_rate=1e-4,2e-4", "detach=true")
+    assert refused.returncode == 2 and "a local sweep runs its points one after another" in refused.stderr
+
+
+def test_missing_train_extra_is_one_line(local):
+    probe = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('login node: no torch')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from ftc.compiler.cli import main\n"
+        f"main(['data.path={local.data}', 'name=no-torch'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=local.env,
+                          cwd=local.base, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "ftc: error: the local executor needs the train extra: pip install 'ftc[train]'"
