@@ -5,6 +5,7 @@
 # pretend to be four nodes:
 #   partition h100 (default, MaxTime 2-00:00:00): node1,node2  Gres=gpu:h100:8  Feature=h100
 #   partition a100 (MaxTime 1-00:00:00):          node3,node4  Gres=gpu:a100:8  Feature=a100
+#   partition cpu  (MaxTime 04:00:00):            node1-4, no GPUs asked for: real CPU training in tests
 # Each node claims 96 CPUs and RealMemory=500000; the GPUs are symlinks to /dev/null.
 # No systemd: every daemon is started by hand and tracked by a pid file in the state dir.
 #
