@@ -91,8 +91,9 @@ def sbatch_test_only(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_sinfo_shows_partitions():
     out = slurm("sinfo", "-h", "-o", "%P|%D|%G|%l|%f", check=True).stdout
-    rows = {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines()}
+    rows = {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines() if not line.startswith("cpu|")}
     assert set(rows) == {"h100*", "a100"}, out
+    assert {line.split("|")[3] for line in out.splitlines() if line.startswith("cpu|")} == {"4:00:00"}, out
     assert rows["h100*"] == ["2", "gpu:h100:8", "2-00:00:00", "h100"], out
     assert rows["a100"] == ["2", "gpu:a100:8", "1-00:00:00", "a100"], out
     nodes = slurm("sinfo", "-h", "-N", "-o", "%N %T", check=True).stdout.split("\n")

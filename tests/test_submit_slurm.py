@@ -167,8 +167,16 @@ def test_sweep_is_one_job_array(site, jobs):
 
 
 def test_sweep_with_different_resources_is_refused(site):
-    cli = site.ftc("-m", *site.compile_args("name=mixed", "resources.time=00:10:00,00:20:00"))
-    assert cli.code == 2 and "#SBATCH --time" in cli.err and len(cli.err.strip().splitlines()) == 1, cli.err
+    cli = site.ftc("-m", *site.compile_args("name=mixed", "resources.gpus_per_node=1,2"))
+    assert cli.code == 2 and "--gres=gpu:h100:2" in cli.err and len(cli.err.strip().splitlines()) == 1, cli.err
+    assert "Submitted" not in cli.out and "submitted" not in cli.out
+
+
+def test_sweep_array_asks_for_the_longest_time(site):
+    cli = site.ftc("-m", *site.compile_args("name=times", "resources.time=00:10:00,00:20:00"))
+    assert cli.code == 0, cli.err
+    (script,) = [p.read_text() for p in site.root.glob("default/sweeps/*/sweep.sbatch") if "ftc-times-" in p.read_text()]
+    assert "#SBATCH --time=00:20:00" in script and "00:10:00" not in script
 
 
 def test_cancel_running_job(site, jobs):
