@@ -71,7 +71,7 @@ def build_plan(job: JobConfig) -> Plan:
     solution = solve(job, rows, seq_len)
     topology = solution.topology
     gpu, precision = job.cluster.chosen.gpu, solution.precision
-    estimate = estimate_time(job, topology, rows, seq_len=seq_len)
+    estimate = estimate_time(job, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len)
     if job.resources.time == "auto":
         time_limit = sbatch_time(estimate.hours, job.cluster.chosen.max_time)[0]
     else:

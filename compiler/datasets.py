@@ -210,9 +210,9 @@ class _Check:
         self.problems: list[str] = []
         self.refused = False
 
-    def files(self, files: list[str]) -> tuple[int, int]:
-        """(rows, long rows) of the files; every bad line goes to `problems`."""
-        rows = long = 0
+    def files(self, files: list[str]) -> tuple[int, int, int]:
+        """(rows, long rows, estimated tokens after truncation) of the files; bad lines go to `problems`."""
+        rows = long = tokens = 0
         for file in files:
             before, file_rows = len(self.problems), 0
             for number, text in read_lines(file):
@@ -222,10 +222,11 @@ class _Check:
                     continue
                 file_rows += 1
                 long += size > self.limit_bytes
+                tokens += -(-min(size, self.limit_bytes) // BYTES_PER_TOKEN)
             if not file_rows and len(self.problems) == before:
                 self.problems.append(f"{file}: empty file (no rows)")
             rows += file_rows
-        return rows, long
+        return rows, long, tokens
 
     def line(self, text: str | None, where: str) -> int | str:
         if text is None:
@@ -259,7 +260,7 @@ class _Check:
         return size
 
 
-def _split(check: _Check, path: str, split: str) -> tuple[int, int] | None:
+def _split(check: _Check, path: str, split: str) -> tuple[int, int, int] | None:
     files = split_files(path, split)
     if not files:
         folder = os.path.join(path, split)
@@ -289,7 +290,7 @@ def inspect_dataset(data: DataConfig, method_name: str, max_seq_length: int) -> 
         choices = " or ".join(METHOD_FORMATS[method_name])
         raise UserError(f"data.format: method {method_name} reads {choices}, not {fmt}")
     check = _Check(fmt, method_name, max_seq_length)
-    counts: dict[str, tuple[int, int]] = {}
+    counts: dict[str, tuple[int, int, int]] = {}
     for split in SPLITS:
         result = _split(check, path, split)
         if result:
@@ -319,6 +320,7 @@ def inspect_dataset(data: DataConfig, method_name: str, max_seq_length: int) -> 
     return DatasetSummary(
         path=path,
         format=check.format,
-        rows={split: rows for split, (rows, _) in counts.items()},
-        long_rows={split: long for split, (_, long) in counts.items() if long},
+        rows={split: rows for split, (rows, _, _) in counts.items()},
+        long_rows={split: long for split, (_, long, _) in counts.items() if long},
+        tokens={split: tokens for split, (_, _, tokens) in counts.items()},
     )

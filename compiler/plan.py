@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from ftc.compiler.schema import JobConfig
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Frozen(BaseModel):
@@ -43,6 +42,13 @@ class DatasetSummary(Frozen):
     format: Literal["prompt_completion", "chat", "preference", "prompt_answer"]
     rows: dict[str, int] = Field(description="rows per split: training, validation (and replay)")
     long_rows: dict[str, int] = Field(default_factory=dict, description="rows estimated above max_seq_length, per split")
+    tokens: dict[str, int] = Field(
+        default_factory=dict, description="estimated tokens per split (UTF-8 bytes / 4, after truncation)"
+    )
+
+    def mean_tokens(self, split: str = "training") -> float | None:
+        rows = self.rows.get(split, 0)
+        return self.tokens.get(split, 0) / rows if rows and self.tokens.get(split) else None
 
 
 class MemoryItem(Frozen):

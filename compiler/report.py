@@ -9,6 +9,12 @@ def _gib(value: float) -> str:
     return f"{value:.1f}"
 
 
+def _duration(hours: float) -> str:
+    if hours >= 1:
+        return f"{hours:.1f} h"
+    return f"{hours * 60:.0f} min" if hours * 60 >= 1 else f"{max(hours * 3600, 1):.0f} s"
+
+
 def layout_line(plan: Plan) -> str:
     t = plan.topology
     unit = "CPU worker" if plan.gpu == "cpu" else f"{plan.gpu} GPU"
@@ -32,7 +38,8 @@ def memory_line(plan: Plan) -> str:
 
 def summary(plan: Plan) -> str:
     job, method, data = plan.job, plan.job.method, plan.dataset
-    hyper = f"epochs {method.epochs}, batch {method.batch_size}, lr {method.learning_rate:g}"
+    length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
+    hyper = f"{length}, batch {method.batch_size}, lr {method.learning_rate:g}"
     if hasattr(method, "lora") and method.uses_lora:
         hyper += f", adapter_dim {method.lora.adapter_dim}, alpha {method.lora.alpha}"
     rows = ", ".join(f"{n} {split}" for split, n in data.rows.items())
@@ -49,7 +56,7 @@ def summary(plan: Plan) -> str:
     if plan.estimate is not None:
         e = plan.estimate
         requeue = f"; outlasts the partition limit: checkpoints and requeues {e.requeues}x" if e.requeues else ""
-        lines.append(f"time       ~{e.hours:.2f} h estimated ({e.tokens_per_epoch:,} tokens/epoch); --time={plan.time_limit}{requeue}")
+        lines.append(f"time       ~{_duration(e.hours)} estimated ({e.tokens_per_epoch:,} tokens/epoch); --time={plan.time_limit}{requeue}")
     lines += [f"chose      {d}" for d in plan.decisions]
     lines += [f"warning    {w}" for w in plan.warnings]
     lines.append(f"run folder {plan.run_dir}")
