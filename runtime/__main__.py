@@ -1,0 +1,5 @@
+import sys
+
+from ftc.runtime.train import main
+
+sys.exit(main())

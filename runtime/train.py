@@ -1,0 +1,275 @@
+"""The run on the nodes: plan.json in; checkpoints, status, metrics, evaluation and outputs out.
+
+Every rank runs this same flow (`torchrun ... -m ftc.runtime RUN_DIR`). It reads only the plan,
+resumes from the last complete checkpoint, and on a stop request checkpoints and exits 0 with a
+`requeue` note so Slurm can run it again from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftc.compiler.errors import UserError
+from ftc.compiler.plan import Plan
+from ftc.runtime import checkpoints, distributed
+from ftc.runtime.callbacks import (
+    CheckpointMarker,
+    EarlyStopping,
+    MetricsCallback,
+    OnTrainBegin,
+    RunStatus,
+    StopRequests,
+)
+
+EVAL_BEFORE = "eval_before.json"
+
+
+def log(message: str) -> None:
+    if distributed.is_main():
+        print(f"[ftc] {message}", flush=True)
+
+
+def load_plan(run_dir: str) -> Plan:
+    return Plan.model_validate_json((Path(run_dir) / "plan.json").read_text())
+
+
+def clear_stale_requests(run_dir: str, started: float) -> None:
+    """Stop/requeue files older than this start belong to the previous attempt."""
+    for name in (checkpoints.STOP_FILE, checkpoints.REQUEUE_FILE):
+        path = Path(run_dir) / name
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < started:
+                path.unlink()
+
+
+def model_path(plan: Plan) -> str:
+    """The weights folder; rank 0 builds the tiny model first while the others wait."""
+    model = plan.job.model
+    if model.source != "tiny":
+        return model.path
+    from ftc.runtime.tiny import ensure_tiny_model
+
+    if distributed.is_main():
+        ensure_tiny_model(model.path, model.architecture)
+    distributed.barrier()
+    return ensure_tiny_model(model.path, model.architecture)
+
+
+def load_model(plan: Plan, path: str):
+    from ftc.runtime.methods import attention, load_dtype
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    extra = {"attn_implementation": attention(plan)} if attention(plan) else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=load_dtype(plan), local_files_only=True, **extra)
+    return model, tokenizer
+
+
+def load_data(plan: Plan):
+    import datasets
+    from ftc.compiler.datasets import inspect_dataset
+    from ftc.runtime.data import load_splits
+
+    datasets.disable_progress_bars()
+    method = plan.job.method.name
+    summary = inspect_dataset(plan.job.data, method, plan.max_seq_length)
+    if summary.rows != plan.dataset.rows or summary.format != plan.dataset.format:
+        log(f"warning: the dataset changed since compile: rows {plan.dataset.rows} -> {summary.rows}")
+    return load_splits(plan.job.data, summary, method, plan.job.training.seed)
+
+
+class Evaluation:
+    """Before/after evaluation on the validation rows (and the general set), as eval.json records it.
+
+    "Before" runs at train begin, where a fresh LoRA adapter is still zero and the weights are the
+    base's: it then uses the prepared model, so ZeRO-3 shards are gathered like in training. A resumed
+    run reads it back from eval_before.json.
+    """
+
+    def __init__(self, plan: Plan):
+        from ftc.runtime.evaluate import load_eval_rows
+
+        self.plan = plan
+        cfg = plan.job.eval
+        self.rows = load_eval_rows(plan.job.data.path, cfg.max_rows)
+        self.general = load_eval_rows(cfg.general.path, cfg.max_rows) if cfg.general.path else None
+        self.path = Path(plan.run_dir) / EVAL_BEFORE
+        method = plan.job.method
+        self.new_tokens = method.max_completion_length if method.name == "grpo" else 32
+
+    def _all_ranks(self) -> bool:
+        return self.plan.topology.zero_stage == 3
+
+    def run(self, model, tokenizer) -> dict | None:
+        import torch
+        from ftc.runtime.evaluate import evaluate_model
+
+        if not (self._all_ranks() or distributed.is_main()):
+            distributed.barrier()
+            return None
+        kwargs = {"max_new_tokens": self.new_tokens, "max_length": self.plan.max_seq_length}
+        devices = [torch.cuda.current_device()] if distributed.has_gpu() else []
+        with torch.random.fork_rng(devices=devices):
+            result = {"task": evaluate_model(model, tokenizer, self.rows, self.plan.dataset.format, len(self.rows), **kwargs)}
+            if self.general is not None:
+                result["general"] = evaluate_model(model, tokenizer, self.general, "auto", len(self.general), **kwargs)
+        if not self._all_ranks():
+            distributed.barrier()
+        return result
+
+    def before(self, model, tokenizer) -> None:
+        if not self.plan.job.eval.before or self.path.exists():
+            return
+        result = self.run(model, tokenizer)
+        if distributed.is_main() and result is not None:
+            checkpoints.write_json_atomic(self.path, result)
+
+    def report(self, after: dict | None) -> dict:
+        from ftc.runtime.evaluate import compare
+
+        before = json.loads(self.path.read_text()) if self.path.exists() else {}
+        after = after or {}
+        return compare(
+            before.get("task"),
+            after.get("task"),
+            before.get("general"),
+            after.get("general"),
+            self.plan.job.eval.general.max_drop_points,
+        )
+
+
+def chat_loss_mask(args, tokenizer, plan: Plan) -> None:
+    """Chat rows train on the assistant turns when the template marks them."""
+    from trl.chat_template_utils import has_generation_markers
+
+    if plan.dataset.format == "chat" and hasattr(args, "assistant_only_loss"):
+        template = tokenizer.chat_template or ""
+        args.assistant_only_loss = bool(template) and has_generation_markers(template)
+        if not args.assistant_only_loss:
+            log("warning: the chat template has no {% generation %} markers; the loss covers whole conversations")
+
+
+@dataclass
+class Run:
+    """A trainer ready to start, and the pieces the flow consults after it returns."""
+
+    trainer: object
+    tokenizer: object
+    evaluation: Evaluation
+    stop: StopRequests
+    marker: CheckpointMarker
+    resume: Path | None
+
+
+def setup(plan: Plan, status: RunStatus) -> Run:
+    """Data, model and trainer as the plan says, with ftc's callbacks and the resume point restored."""
+    from ftc.runtime import methods
+    from transformers import set_seed
+
+    run_dir = plan.run_dir
+    set_seed(plan.job.training.seed)
+    train_ds, val_ds = load_data(plan)
+    args = methods.build_args(plan)
+    model, tokenizer = load_model(plan, model_path(plan))
+    chat_loss_mask(args, tokenizer, plan)
+
+    if distributed.is_main():
+        checkpoints.discard_incomplete(run_dir)
+    distributed.barrier()
+    resume = checkpoints.last_complete(run_dir)
+    saved = checkpoints.saved_state(resume) if resume else {}
+    status.elapsed_before = saved.get("elapsed_s", 0.0)
+
+    metric = "eval_reward" if plan.job.method.name == "grpo" else "eval_loss"
+    early = EarlyStopping(status, **plan.job.training.early_stopping.model_dump(), metric=metric)
+    metrics = MetricsCallback(run_dir, status)
+    stop = StopRequests(run_dir)
+    marker = CheckpointMarker(run_dir, status, early)
+    evaluation = Evaluation(plan)
+    if resume:
+        early.restore(saved.get("early_stopping", {}))
+        status.update(**{k: v for k, v in saved.get("status", {}).items() if v is not None})
+        metrics.truncate_after(saved["step"])
+        log(f"resuming from {resume}")
+    before = OnTrainBegin(lambda model: None if resume else evaluation.before(model, tokenizer))
+    callbacks = [metrics, early, stop, marker, before]
+    trainer = methods.build_trainer(plan, args, model, tokenizer, train_ds, val_ds, callbacks)
+    log(f"training {methods.describe(plan, args)}; {len(train_ds)} training rows, {len(val_ds)} validation rows")
+    return Run(trainer, tokenizer, evaluation, stop, marker, resume)
+
+
+def train(plan: Plan, status: RunStatus) -> int:
+    run = setup(plan, status)
+    status.write()
+    trainer = run.trainer
+    trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+    if not run.stop.stopped:
+        return finish(plan, status, trainer, run.tokenizer, run.evaluation)
+
+    step, checkpoint = trainer.state.global_step, run.marker.last
+    cancelled = run.stop.cancelled()
+    state = "cancelled" if cancelled else "preempted"
+    status.update(state=state, stop_reason=run.stop.reason, checkpoint=checkpoint)
+    status.write()
+    if distributed.is_main() and not cancelled:
+        checkpoints.write_requeue(plan.run_dir, step, checkpoint)
+    log(f"{state} at step {step} ({run.stop.reason}); checkpoint {checkpoint}" + ("" if cancelled else "; requeue asked"))
+    return 0
+
+
+def finish(plan: Plan, status: RunStatus, trainer, tokenizer, evaluation: Evaluation) -> int:
+    """After training: evaluate, save the deliverables, plot, summarise."""
+    from ftc.runtime.outputs import save_outputs, write_json
+    from ftc.runtime.report import format_summary, plot_losses
+
+    run_dir = Path(plan.run_dir)
+    status.update(phase="evaluating and saving")
+    status.write()
+    after = evaluation.run(trainer.model, tokenizer)
+    outputs = save_outputs(trainer.model, tokenizer, plan, trainer)
+    if distributed.is_main():
+        report = evaluation.report(after)
+        write_json(run_dir / "eval.json", report)
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        status.update(state="completed", phase=None, percent=100.0, eta_s=0.0, output=outputs.get("paths"))
+        status.write()
+        print(format_summary(status.data, report, outputs), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1:
+        print("usage: python -m ftc.runtime RUN_DIR", file=sys.stderr)
+        return 2
+    started = time.time()
+    run_dir = os.path.abspath(argv[0])
+    distributed.prepare_environment()
+    checkpoints.install_signal_handlers()
+    plan = load_plan(run_dir)
+    status = RunStatus(run_dir)
+    if distributed.is_main():
+        clear_stale_requests(run_dir, started)
+    try:
+        distributed.init(use_deepspeed=bool(plan.deepspeed))
+        code = train(plan, status)
+    except UserError as exc:
+        status.update(state="failed", error="\n".join(exc.problems))
+        status.write()
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except BaseException as exc:  # noqa: BLE001 - any failure must reach status.json before the exit
+        status.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        status.write()
+        traceback.print_exc()
+        return 1
+    distributed.finish()
+    return code
