@@ -1,7 +1,7 @@
 """The local executor: the plan's own launch line (torchrun -m ftc.runtime RUN_DIR) on this machine.
 
 Foreground by default: the log streams to the terminal and to RUN_DIR/logs/local.out, and the first
-Ctrl-C asks the runtime to checkpoint and stop (SIGINT to the child's process group), a second one
+Ctrl-C asks the runtime to checkpoint and stop (through the run's stop file), a second one
 kills it. With detach=true a small supervisor (`python -m ftc.compiler.local`) runs the launch in a
 new session and records its exit code, so `status` can tell completed from failed afterwards.
 The training stack is only needed by the child: this module never imports it.
@@ -137,9 +137,10 @@ def foreground(plan: Plan) -> int:
         if child is None:
             return
         if interrupts == 1:
+            # The runtime reads the stop file at each step boundary, on every rank together; a
+            # signal would reach torchrun too, which then reports a failure for a clean stop.
             _request_stop(run_dir)
             print("\nftc: stopping: the run checkpoints and exits (Ctrl-C again to kill it)", file=sys.stderr)
-            os.killpg(child.pid, signal.SIGINT)
         else:
             os.killpg(child.pid, signal.SIGKILL)
 
@@ -189,19 +190,21 @@ def background(plan: Plan) -> int:
 
 
 def cancel(run_dir: Path, record: dict) -> str:
-    """SIGTERM to the run's process group (the runtime checkpoints), SIGKILL after a grace period."""
+    """The stop file first (the runtime checkpoints at the next step), then SIGTERM, then SIGKILL."""
     if not alive(record):
         return "not running"
     _request_stop(run_dir)
     write_record(run_dir, {**record, "cancelled": True, "cancelled_at": now()})
     pgid = record.get("pgid") or record["pid"]
     try:
-        os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + CANCEL_GRACE_S
-        while alive(record) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if alive(record):
-            os.killpg(pgid, signal.SIGKILL)
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                os.killpg(pgid, sig)
+            deadline = time.monotonic() + CANCEL_GRACE_S / 2
+            while alive(record) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not alive(record):
+                break
     except ProcessLookupError:
         pass
     return "cancelled"

@@ -40,6 +40,8 @@ status(state="running", step=1, max_steps=4, percent=25.0, train_loss=2.5)
 print("FAKE local torchrun", " ".join(sys.argv[1:]), flush=True)
 deadline = time.monotonic() + float(os.environ.get("FAKE_TORCHRUN_SECONDS", "0.5"))
 while time.monotonic() < deadline and not stop:
+    if (run_dir / "stop_requested").exists():  # as the runtime does at each step boundary
+        stop.append("the stop file")
     time.sleep(0.05)
 if stop:
     stop_file = run_dir / "stop_requested"
@@ -153,7 +155,7 @@ def test_ctrl_c_checkpoints_and_stops(local):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "FAKE stopped by SIGINT" in out and "resume" in out
+    assert "FAKE stopped by the stop file" in out and "resume" in out
     run_dir = run_dir_of(out)
     assert state(local, run_dir.name) == "cancelled"
 
