@@ -49,9 +49,13 @@ def require_slurm() -> None:
         pytest.skip(msg)
 
 
-def slurm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["timeout", str(CLIENT_TIMEOUT), *args], capture_output=True, text=True,
+def slurm(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """A Slurm client command under `timeout` (a client blocks while slurmctld is down)."""
+    proc = subprocess.run(["timeout", str(CLIENT_TIMEOUT), *args], capture_output=True, text=True,
                           timeout=CLIENT_TIMEOUT + 10)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} -> rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
 def write_dataset(folder: Path, rows: int = 32) -> Path:

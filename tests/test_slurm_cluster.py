@@ -2,7 +2,7 @@
 
 Layout (see .ci/slurm/slurm.conf): partition ``h100`` (default, MaxTime 2 days)
 = node1,node2 with 8 fake ``gpu:h100`` each; partition ``a100`` (MaxTime 1 day)
-= node3,node4 with 8 fake ``gpu:a100`` each.
+= node3,node4 with 8 fake ``gpu:a100`` each; partition ``cpu`` = all four, no GPUs.
 
 Skipped when ``SLURM_CONF`` is unset, unless ``FTC_REQUIRE_SLURM=1`` (then they fail).
 Run:  eval "$(.ci/slurm.sh env)" && python -m pytest tests/test_slurm_cluster.py -q
@@ -17,50 +17,21 @@ from pathlib import Path
 
 import pytest
 
-CLIENT_TIMEOUT = 20  # seconds for one client call (a client blocks while slurmctld is down)
+from slurm_fixtures import jobs, require_slurm, slurm  # noqa: F401  (jobs is a fixture)
+
 JOB_DEADLINE = 90  # seconds for a job to reach a final state in sacct
 
 NOT_AVAILABLE = "Requested node configuration is not available"
 BAD_TIME = "Requested time limit is invalid"
 
 
-def _require() -> None:
-    if not os.environ.get("SLURM_CONF"):
-        msg = "SLURM_CONF is not set (start the cluster: .ci/slurm.sh start; eval \"$(.ci/slurm.sh env)\")"
-        if os.environ.get("FTC_REQUIRE_SLURM") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
-def slurm(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run a Slurm client command under `timeout`."""
-    proc = subprocess.run(
-        ["timeout", str(CLIENT_TIMEOUT), *args],
-        capture_output=True,
-        text=True,
-        timeout=CLIENT_TIMEOUT + 10,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} -> rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> None:
-    _require()
+    require_slurm()
     ping = slurm("scontrol", "ping")
     assert ping.returncode == 0 and "UP" in ping.stdout, (
         f"slurmctld does not answer (SLURM_CONF={os.environ['SLURM_CONF']}):\n{ping.stdout}{ping.stderr}"
     )
-
-
-@pytest.fixture
-def jobs():
-    """Job ids submitted by a test; cancelled afterwards whatever happens."""
-    ids: list[str] = []
-    yield ids
-    if ids:
-        slurm("scancel", *ids)
 
 
 def sbatch(*args: str, cwd: Path) -> str:
