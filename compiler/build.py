@@ -23,6 +23,7 @@ from ftc.compiler.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.solver import solve
 
 RUN_ID_LENGTH = 10
+CHAT_TEMPLATE_TOKENS = 64  # headers and special tokens a chat template adds (Llama 3's is about 30)
 
 
 def run_id(job: JobConfig) -> str:
@@ -63,12 +64,24 @@ def _files_signature(*folders: str | None) -> tuple:
     return tuple(found)
 
 
+def padded_length(job: JobConfig, dataset: DatasetSummary, seq_len: int) -> int:
+    """The longest sequence a batch can hold, which is what activations are sized for.
+
+    Packed batches fill seq_len. Otherwise a batch pads to its longest row: a byte-level
+    tokenizer never makes more tokens than UTF-8 bytes, plus the chat template's own tokens.
+    """
+    if job.data.packing or not dataset.longest_row_bytes:
+        return seq_len
+    generated = getattr(job.method, "max_completion_length", 0)
+    return min(seq_len, dataset.longest_row_bytes + CHAT_TEMPLATE_TOKENS + generated)
+
+
 def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
     dataset = _inspect(job.data, job.method.name, seq_len, _files_signature(job.data.path, job.data.replay.path))
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
-    solution = solve(job, rows, seq_len)
+    solution = solve(job, rows, padded_length(job, dataset, seq_len))
     topology = solution.topology
     gpu, precision = job.cluster.chosen.gpu, solution.precision
     estimate = estimate_time(job, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len)

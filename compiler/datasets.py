@@ -209,6 +209,7 @@ class _Check:
         self.limit_bytes = max_seq_length * BYTES_PER_TOKEN
         self.problems: list[str] = []
         self.refused = False
+        self.longest = 0  # UTF-8 bytes of the longest row, over every split
 
     def files(self, files: list[str]) -> tuple[int, int, int]:
         """(rows, long rows, estimated tokens after truncation) of the files; bad lines go to `problems`."""
@@ -221,6 +222,7 @@ class _Check:
                     self.problems.append(f"{file}:{number}: {size}")
                     continue
                 file_rows += 1
+                self.longest = max(self.longest, size)
                 long += size > self.limit_bytes
                 tokens += -(-min(size, self.limit_bytes) // BYTES_PER_TOKEN)
             if not file_rows and len(self.problems) == before:
@@ -323,4 +325,5 @@ def inspect_dataset(data: DataConfig, method_name: str, max_seq_length: int) -> 
         rows={split: rows for split, (rows, _, _) in counts.items()},
         long_rows={split: long for split, (_, long, _) in counts.items() if long},
         tokens={split: tokens for split, (_, _, tokens) in counts.items()},
+        longest_row_bytes=check.longest,
     )

@@ -270,6 +270,7 @@ class MemoryModel:
             total_gib=round(sum(b for _, b in items) / GIB, 3),
             capacity_gib=self.gpu.memory_gib if capacity_gib is None else capacity_gib,
             headroom=headroom,
+            sequence_length=self.seq_len,
         )
 
 

@@ -46,6 +46,10 @@ class DatasetSummary(Frozen):
         default_factory=dict, description="estimated tokens per split (UTF-8 bytes / 4, after truncation)"
     )
 
+    longest_row_bytes: int = Field(
+        0, description="UTF-8 bytes of the longest row: a bound on its tokens for byte-level tokenizers"
+    )
+
     def mean_tokens(self, split: str = "training") -> float | None:
         rows = self.rows.get(split, 0)
         return self.tokens.get(split, 0) / rows if rows and self.tokens.get(split) else None
@@ -63,6 +67,7 @@ class MemoryEstimate(Frozen):
     total_gib: float
     capacity_gib: float
     headroom: float
+    sequence_length: int = Field(description="tokens per sequence the activations are sized for")
 
 
 class TimeEstimate(Frozen):

@@ -49,7 +49,8 @@ def summary(plan: Plan) -> str:
         f"model      {plan.model_urn}",
         f"method     {method.name} ({method.training_type}/{method.finetuning_type}): {hyper}",
         f"data       {job.data.name} ({data.format}): {rows} rows"
-        + (f", {long_rows} above {plan.max_seq_length} tokens (truncated)" if long_rows else ""),
+        + (f", {long_rows} above {plan.max_seq_length} tokens (truncated)" if long_rows else "")
+        + (f"; memory sized for sequences of {plan.memory.sequence_length} tokens" if plan.memory else ""),
         f"layout     {layout_line(plan)}",
         f"memory     {memory_line(plan)}",
     ]

@@ -136,3 +136,17 @@ def test_site_config_folder_adds_a_cluster_without_editing_ftc(ftc, output_root)
     assert result.code == 0, result.err
     assert "#SBATCH --gres=gpu:h100:1" in result.out
     assert 'echo "ftc-ci job $SLURM_JOB_ID on $(hostname)"' in result.out
+
+
+def test_memory_is_sized_for_the_longest_row_unless_packing(tmp_path, output_root):
+    data = tmp_path / "data"
+    for split in ("training", "validation"):
+        (data / split).mkdir(parents=True)
+        rows = [{"prompt": "p" * 10, "completion": "c" * 10}] * 20 + [{"prompt": "x" * 900, "completion": "y" * 100}]
+        (data / split / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    common = ["model=llama8b", "cluster=example", "data=custom", "data.name=long", f"data.path={data}"]
+    padded = compile_args(*common).plan
+    packed = compile_args(*common, "data.packing=true").plan
+    assert padded.memory.sequence_length == 1000 + 64  # bytes bound tokens; plus the chat template's
+    assert packed.memory.sequence_length == padded.max_seq_length == 4096
+    assert packed.memory.total_gib > padded.memory.total_gib
