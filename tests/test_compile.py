@@ -144,7 +144,8 @@ def test_memory_is_sized_for_the_longest_row_unless_packing(tmp_path, output_roo
         (data / split).mkdir(parents=True)
         rows = [{"prompt": "p" * 10, "completion": "c" * 10}] * 20 + [{"prompt": "x" * 900, "completion": "y" * 100}]
         (data / split / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    common = ["model=llama8b", "cluster=example", "data=custom", "data.name=long", f"data.path={data}"]
+    common = ["model=llama8b", "cluster=example", "data=custom", "data.name=long", f"data.path={data}",
+              "resources.micro_batch_size=1"]
     padded = compile_args(*common).plan
     packed = compile_args(*common, "data.packing=true").plan
     assert padded.memory.sequence_length == 1000 + 64  # bytes bound tokens; plus the chat template's
