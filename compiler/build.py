@@ -26,14 +26,28 @@ RUN_ID_LENGTH = 10
 CHAT_TEMPLATE_TOKENS = 64  # headers and special tokens a chat template adds (Llama 3's is about 30)
 
 
-def run_id(job: JobConfig) -> str:
-    """A short hash of the validated request: the same request always gets the same id."""
-    canonical = json.dumps(
-        {"ftc": ftc.__version__, "job": job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED))},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+def run_id(job: JobConfig, data_digest: str) -> str:
+    """A short hash of the validated request: the same request always gets the same id.
+
+    The data enter by content, not by path: the same files in another folder (a copy, another
+    checkout of the bundled demo) are the same run.
+    """
+    request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED))
+    request["data"]["path"] = request["data"]["replay"]["path"] = None
+    canonical = json.dumps({"ftc": ftc.__version__, "job": request, "data": data_digest},
+                           sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
+
+
+@lru_cache(maxsize=32)
+def _data_digest(signature: tuple) -> str:
+    """sha256 over each data file's place in its folder and its bytes."""
+    digest = hashlib.sha256()
+    for root, files in signature:
+        for path, _, _ in files:
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -55,12 +69,13 @@ def _inspect(data, method: str, seq_len: int, signature: tuple) -> DatasetSummar
 
 
 def _files_signature(*folders: str | None) -> tuple:
-    """Name, size and mtime of every file under the folders: a changed file misses the cache."""
+    """Per folder, name, size and mtime of every file under it: a changed file misses the caches."""
     found = []
-    for folder in filter(None, folders):
-        root = Path(folder)
-        if root.is_dir():
-            found += [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()]
+    for folder in folders:
+        root = Path(folder or "")
+        files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()] \
+            if folder and root.is_dir() else []
+        found.append((folder, tuple(files)))
     return tuple(found)
 
 
@@ -79,7 +94,8 @@ def padded_length(job: JobConfig, dataset: DatasetSummary, seq_len: int) -> int:
 def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
-    dataset = _inspect(job.data, job.method.name, seq_len, _files_signature(job.data.path, job.data.replay.path))
+    data_files = _files_signature(job.data.path, job.data.replay.path)
+    dataset = _inspect(job.data, job.method.name, seq_len, data_files)
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
     solution = solve(job, rows, padded_length(job, dataset, seq_len))
     topology = solution.topology
@@ -96,7 +112,7 @@ def build_plan(job: JobConfig) -> Plan:
         raise UserError(*errors)
     if job.strict and warnings:
         raise UserError(*(f"{w} (strict=true turns warnings into errors)" for w in warnings))
-    rid = run_id(job)
+    rid = run_id(job, _data_digest(data_files))
     job = job.model_copy(update={k: JobConfig.model_fields[k].default for k in RUN_ID_EXCLUDED})
     finetuning = job.method.finetuning_type
     return Plan(

@@ -151,3 +151,18 @@ def test_memory_is_sized_for_the_longest_row_unless_packing(tmp_path, output_roo
     assert padded.memory.sequence_length == 1000 + 64  # bytes bound tokens; plus the chat template's
     assert packed.memory.sequence_length == padded.max_seq_length == 4096
     assert packed.memory.total_gib > padded.memory.total_gib
+
+
+def test_run_id_follows_the_data_content_not_its_folder(tmp_path, output_root):
+    import shutil
+
+    from ftc.compiler.compose import bundled_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundled_dataset("demo", "lora"), copy)
+    bundled = compile_args()
+    copied = compile_args(f"data.path={copy}")
+    assert copied.plan.run_id == bundled.plan.run_id
+    first = next(copy.glob("training/*.jsonl"))
+    first.write_text(first.read_text().replace("C", "D", 1))
+    assert compile_args(f"data.path={copy}").plan.run_id != bundled.plan.run_id
