@@ -27,6 +27,7 @@ from ftc.runtime.callbacks import (
     RunStatus,
     StopRequests,
 )
+from pydantic import ValidationError
 
 EVAL_BEFORE = "eval_before.json"
 
@@ -37,7 +38,14 @@ def log(message: str) -> None:
 
 
 def load_plan(run_dir: str) -> Plan:
-    return Plan.model_validate_json((Path(run_dir) / "plan.json").read_text())
+    """The plan the compiler wrote; the runtime reads nothing else."""
+    path = Path(run_dir) / "plan.json"
+    try:
+        return Plan.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no plan here; compile one with python -m ftc ... dry_run=true") from None
+    except ValidationError as exc:
+        raise UserError(f"{path}: not a plan this ftc reads ({exc.error_count()} problems; recompile it)") from None
 
 
 def clear_stale_requests(run_dir: str, started: float) -> None:
@@ -253,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = os.path.abspath(argv[0])
     distributed.prepare_environment()
     checkpoints.install_signal_handlers()
-    plan = load_plan(run_dir)
+    try:
+        plan = load_plan(run_dir)
+    except UserError as exc:
+        print(f"ftc.runtime: error: {exc}", file=sys.stderr)
+        return 2
     status = RunStatus(run_dir)
     if distributed.is_main():
         clear_stale_requests(run_dir, started)
