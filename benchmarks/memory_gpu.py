@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from ftc.compiler.memory import GIB, MemoryModel
-from ftc.compiler.schema import LoraMethod, ModelConfig, SftMethod
+from ftc.compiler.methods import LoraMethod, SftMethod
+from ftc.compiler.schema import ModelConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # (method, micro batch, sequence length, gradient checkpointing)

@@ -30,8 +30,9 @@ for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATAS
     os.environ.setdefault(key, value)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from plan_factory import make_run
 from transformers import TrainerCallback
+
+from plan_factory import make_run
 
 WARMUP = 10
 # Without varlen flash attention (CPU, sdpa) a packed micro-batch is one flattened sequence whose
@@ -63,12 +64,13 @@ def ftc_trainer(run_dir: Path, plan):
 
 def bare_trainer(run_dir: Path, plan):
     """TRL as a user would call it, with the plan's numbers and nothing of ftc's."""
-    from ftc.compiler.datasets import inspect_dataset
-    from ftc.runtime.data import load_splits
-    from ftc.runtime.tiny import ensure_tiny_model
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    from ftc.compiler.datasets import inspect_dataset
+    from ftc.runtime.data import load_splits
+    from ftc.runtime.tiny import ensure_tiny_model
 
     job, topo = plan.job, plan.topology
     ensure_tiny_model(job.model.path, job.model.architecture)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import ftc
 import yaml
+
+import ftc
 from ftc.compiler import guards
 from ftc.compiler.advice import advise
 from ftc.compiler.datasets import inspect_dataset

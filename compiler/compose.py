@@ -14,13 +14,14 @@ from importlib import resources
 from itertools import product
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from pydantic import ValidationError
+
 from ftc.compiler.errors import UserError
 from ftc.compiler.schema import ADMIN_ONLY, JobConfig
 from ftc.compiler.urn import expand_urn_override
 from ftc.compiler.validation import field_names, format_validation_error
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-from pydantic import ValidationError
 
 GROUPS = ("model", "method", "data", "cluster", "resources")
 SITE_ENV = "FTC_SITE_CONFIG"

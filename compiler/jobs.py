@@ -82,9 +82,10 @@ def table(views: list[RunView]) -> str:
 
 
 def _plan_lines(view: RunView) -> list[str]:
+    from pydantic import ValidationError
+
     from ftc.compiler.plan import Plan
     from ftc.compiler.report import summary
-    from pydantic import ValidationError
 
     try:
         return summary(Plan.model_validate(view.plan)).splitlines()

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ftc.compiler.schema import JobConfig
 from pydantic import BaseModel, ConfigDict, Field
+
+from ftc.compiler.schema import JobConfig
 
 
 class Frozen(BaseModel):

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+
 from ftc.compiler.errors import UserError
 from ftc.compiler.gpus import GPUS
 from ftc.compiler.plan import Plan

@@ -16,10 +16,11 @@ import ftc
 from ftc.compiler import runstate, slurm
 from ftc.compiler.build import CompiledRun
 from ftc.compiler.errors import UserError
+from ftc.compiler.fields import slurm_minutes
 from ftc.compiler.plan import Plan
 from ftc.compiler.render import ShellRaw, environment, sbatch_directives
 from ftc.compiler.runfolder import write_atomic
-from ftc.compiler.schema import JobConfig, slurm_minutes
+from ftc.compiler.schema import JobConfig
 
 SWEEP_TEMPLATE = "sweep.sbatch.j2"
 PER_RUN_DIRECTIVES = ("job-name", "output", "time")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import typing
 
-from ftc.compiler.schema import JobConfig
 from pydantic import BaseModel, ValidationError
+
+from ftc.compiler.schema import JobConfig
 
 METHOD_TAGS = ("lora", "sft", "dpo", "grpo")
 FIELD_PREFIX = re.compile(r"^[a-z_]+(\.[a-z_]+)+: ")

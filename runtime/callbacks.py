@@ -12,8 +12,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ftc.runtime import checkpoints, distributed
 from transformers import TrainerCallback
+
+from ftc.runtime import checkpoints, distributed
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"

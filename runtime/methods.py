@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import torch
+
 from ftc.compiler.plan import Plan
 from ftc.runtime import distributed
 

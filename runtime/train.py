@@ -16,6 +16,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ftc.compiler.errors import UserError
 from ftc.compiler.plan import Plan
 from ftc.runtime import checkpoints, distributed
@@ -27,7 +29,6 @@ from ftc.runtime.callbacks import (
     RunStatus,
     StopRequests,
 )
-from pydantic import ValidationError
 
 EVAL_BEFORE = "eval_before.json"
 
@@ -71,8 +72,9 @@ def model_path(plan: Plan) -> str:
 
 
 def load_model(plan: Plan, path: str):
-    from ftc.runtime.methods import attention, load_dtype
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftc.runtime.methods import attention, load_dtype
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     extra = {"attn_implementation": attention(plan)} if attention(plan) else {}
@@ -82,6 +84,7 @@ def load_model(plan: Plan, path: str):
 
 def load_data(plan: Plan):
     import datasets
+
     from ftc.compiler.datasets import inspect_dataset
     from ftc.runtime.data import load_splits
 
@@ -117,6 +120,7 @@ class Evaluation:
 
     def run(self, model, tokenizer) -> dict | None:
         import torch
+
         from ftc.runtime.evaluate import evaluate_model
 
         if not (self._all_ranks() or distributed.is_main()):
@@ -178,8 +182,9 @@ class Run:
 
 def setup(plan: Plan, status: RunStatus) -> Run:
     """Data, model and trainer as the plan says, with ftc's callbacks and the resume point restored."""
-    from ftc.runtime import methods
     from transformers import set_seed
+
+    from ftc.runtime import methods
 
     run_dir = plan.run_dir
     set_seed(plan.job.training.seed)

@@ -11,8 +11,9 @@ import json
 import os
 from pathlib import Path
 
-import ftc
 import yaml
+
+import ftc
 from ftc.compiler.datasets import inspect_dataset
 from ftc.compiler.deepspeed import deepspeed_config
 from ftc.compiler.plan import Plan, Topology

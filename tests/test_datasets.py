@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ftc.compiler.datasets import inspect_dataset
 from ftc.compiler.errors import UserError
 from ftc.compiler.schema import DataConfig

@@ -14,6 +14,8 @@ pytest.importorskip("deepspeed")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from test_resume import assert_same_weights, complete, stopped_and_resumed
+
 from plan_factory import (
     final_weights,
     log_tail,
@@ -22,7 +24,6 @@ from plan_factory import (
     read_status,
     run_runtime,
 )
-from test_resume import assert_same_weights, complete, stopped_and_resumed
 
 pytestmark = pytest.mark.train
 

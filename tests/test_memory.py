@@ -5,15 +5,35 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ftc.compiler.memory import (
-    BF16, FP32, GIB, GPU_OVERHEAD_BYTES, MemoryModel, activation_bytes, base_parameters, estimate_memory,
-    kv_cache_bytes, layer_activation_bytes_per_token, logits_bytes, lora_parameters, model_state_bytes, step_gradient_bytes,
+    BF16,
+    FP32,
+    GIB,
+    GPU_OVERHEAD_BYTES,
+    MemoryModel,
+    activation_bytes,
+    base_parameters,
+    estimate_memory,
+    kv_cache_bytes,
+    layer_activation_bytes_per_token,
+    logits_bytes,
+    lora_parameters,
+    model_state_bytes,
     precision_for,
+    step_gradient_bytes,
+)
+from ftc.compiler.methods import (
+    DpoMethod,
+    GrpoMethod,
+    LoraMethod,
+    LoraParams,
+    SftMethod,
 )
 from ftc.compiler.plan import Topology
-from ftc.compiler.schema import DpoMethod, GrpoMethod, LoraMethod, LoraParams, ModelConfig, SftMethod
+from ftc.compiler.schema import ModelConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

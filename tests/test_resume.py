@@ -17,6 +17,7 @@ pytest.importorskip("trl")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ftc.runtime import checkpoints
+
 from plan_factory import (
     final_weights,
     kill_group,

@@ -16,6 +16,7 @@ pytest.importorskip("peft")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ftc.runtime import rewards
+
 from plan_factory import (
     log_tail,
     make_plan,

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from slurm_fixtures import CI_SITE, REPO, jobs, queued_names, site, slurm  # noqa: F401
-
 from ftc.compiler.build import CompiledRun
 from ftc.compiler.plan import Plan
 from ftc.compiler.submit import render_sweep
+
+from slurm_fixtures import CI_SITE, REPO, jobs, queued_names, site, slurm  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 EXAMPLES = REPO / "examples"

@@ -11,10 +11,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ftc.compiler.datasets import inspect_dataset, iter_rows, split_files
 from ftc.compiler.errors import UserError
 from ftc.compiler.schema import Architecture, DataConfig
-from ftc.runtime.data import count_long_rows, load_splits, mix_replay, replay_count, token_lengths
+from ftc.runtime.data import (
+    count_long_rows,
+    load_splits,
+    mix_replay,
+    replay_count,
+    token_lengths,
+)
 from ftc.runtime.tiny import ensure_tiny_model
 
 pytest.importorskip("transformers")

@@ -1,0 +1,125 @@
+"""The fine-tuning methods and their hyperparameters, under NeMo Customizer's names.
+
+`Method` is the schema's discriminated union on `method.name`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from ftc.compiler.fields import FinetuningType, ShellText, Strict, TrainingType
+
+
+class LoraParams(Strict):
+    adapter_dim: int = Field(8, description="LoRA rank r: a power of 2 up to 256")
+    alpha: int = Field(16, ge=1, description="scaling numerator; the update is scaled by alpha/adapter_dim")
+    adapter_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="linear layers that get adapters",
+    )
+
+    @field_validator("adapter_dim")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value < 1 or value > 256 or value & (value - 1):
+            raise ValueError(f"must be a power of 2 up to 256 (got {value})")
+        return value
+
+    @field_validator("target_modules")
+    @classmethod
+    def _known_modules(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(LINEAR_MODULES))
+        if unknown:
+            raise ValueError(f"unknown module {unknown[0]!r}; choose from {', '.join(LINEAR_MODULES)}")
+        return value
+
+
+LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class MethodBase(Strict):
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1, description="global batch size, in sequences per optimizer step")
+    learning_rate: float = Field(1e-4, gt=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "cosine"
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+
+    @property
+    def training_type(self) -> TrainingType:
+        return {"lora": "sft", "sft": "sft", "dpo": "dpo", "grpo": "grpo"}[self.name]  # type: ignore[attr-defined]
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.finetuning_type in ("lora", "lora_merged")  # type: ignore[attr-defined]
+
+    @property
+    def base_finetuning_type(self) -> FinetuningType:
+        return "lora" if self.uses_lora else "all_weights"
+
+
+class LoraMethod(MethodBase):
+    """Supervised fine-tuning of LoRA adapters; the base stays frozen."""
+
+    name: Literal["lora"]
+    finetuning_type: Literal["lora", "lora_merged"] = "lora"
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+
+class SftMethod(MethodBase):
+    """Supervised fine-tuning of all weights."""
+
+    name: Literal["sft"]
+    finetuning_type: Literal["all_weights"] = "all_weights"
+
+
+class DpoMethod(MethodBase):
+    """Direct preference optimisation on chosen/rejected pairs."""
+
+    name: Literal["dpo"]
+    finetuning_type: Literal["lora", "all_weights"] = "lora"
+    beta: float = Field(0.1, gt=0.0, description="strength of the KL penalty towards the reference")
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+
+class Reward(Strict):
+    """A programmatic reward, as the NeMo guide recommends for GRPO."""
+
+    kind: Literal["exact_match", "regex", "json_schema", "function"]
+    pattern: str | None = Field(None, description="regex, for kind=regex")
+    schema_path: ShellText | None = Field(None, description="JSON Schema file, for kind=json_schema")
+    function: str | None = Field(None, description="'module:function', for kind=function")
+
+    @model_validator(mode="after")
+    def _needs_its_argument(self) -> "Reward":
+        needed = {"regex": "pattern", "json_schema": "schema_path", "function": "function"}.get(self.kind)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"reward kind {self.kind} needs method.reward.{needed}")
+        if self.kind == "regex":
+            try:
+                re.compile(self.pattern or "")
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regex: {exc}") from None
+        if self.kind == "function" and not re.match(r"^[\w.]+:\w+$", self.function or ""):
+            raise ValueError(f"function must be 'module:function' (got {self.function!r})")
+        return self
+
+
+class GrpoMethod(MethodBase):
+    """Group relative policy optimisation with a programmatic reward."""
+
+    name: Literal["grpo"]
+    finetuning_type: Literal["lora", "all_weights"] = "lora"
+    num_generations: int = Field(4, ge=2, description="completions sampled per prompt")
+    max_completion_length: int = Field(64, ge=1)
+    reward: Reward | None = None
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+
+Method = Annotated[Union[LoraMethod, SftMethod, DpoMethod, GrpoMethod], Field(discriminator="name")]
