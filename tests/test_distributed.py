@@ -57,11 +57,12 @@ def check_completed(run_dir: Path, kind: str, steps: int) -> None:
 )
 def test_two_workers_train_save_and_resume_bit_identical(tmp_path, tiny, method, zero_stage, kind):
     reference, stopped = tmp_path / "reference", tmp_path / "stopped"
-    plan = two_workers(reference, method, zero_stage, tiny)
-    two_workers(stopped, method, zero_stage, tiny)
+    # Long enough that the stop request (sent at step 3) lands mid-run even on an idle machine.
+    plan = two_workers(reference, method, zero_stage, tiny, max_steps=48)
+    two_workers(stopped, method, zero_stage, tiny, max_steps=48)
     assert (plan.deepspeed is not None) == (zero_stage > 0)
     complete(reference, nproc=2)
-    check_completed(reference, kind, 12)
+    check_completed(reference, kind, 48)
     stopped_and_resumed(stopped, "file", nproc=2)
     assert_same_weights(final_weights(stopped), final_weights(reference))
 
