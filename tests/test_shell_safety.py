@@ -89,3 +89,23 @@ def test_hostile_strings_never_execute(field, value, tmp_path_factory):
     subprocess.run(["bash", str(path)], cwd=work, env=env, capture_output=True, timeout=30)
     assert not list(work.rglob("PWNED")) and not (Path.cwd() / "PWNED").exists()
     assert (work / "args").read_text().splitlines()[-1] == run_dir
+
+
+def test_a_site_template_cannot_forget_to_quote(tmp_path, monkeypatch):
+    """Admin templates print values through the same finalize hook as ftc's own."""
+    templates, site = tmp_path / "templates", tmp_path / "site"
+    templates.mkdir()
+    (templates / "job.sbatch.j2").write_text(
+        '{% extends "ftc/job.sbatch.j2" %}\n{% block setup %}echo {{ run_dir }}\n{% endblock %}\n'
+    )
+    (site / "cluster").mkdir(parents=True)
+    (site / "cluster" / "site.yaml").write_text(f"defaults: [local, _self_]\nname: site\ntemplate_dir: {templates}\n")
+    monkeypatch.setenv("FTC_SITE_CONFIG", str(site))
+    root = tmp_path / "a b$(touch PWNED)"
+    job, resolved = load_job(["cluster=site", f"output_root={_hydra_quoted(str(root))}"])
+    run = compile_job(job, resolved)
+    assert f"echo '{run.plan.run_dir}'\n" in run.script
+    (line,) = [line for line in run.script.splitlines() if line.startswith("echo ")]
+    echoed = subprocess.run(["bash", "-c", line], cwd=tmp_path, check=True, capture_output=True, text=True)
+    assert echoed.stdout.strip() == run.plan.run_dir
+    assert not list(tmp_path.rglob("PWNED"))
