@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ftc.compiler import runstate, slurm
 from ftc.compiler.errors import UserError
+from ftc.compiler.runfolder import STOP_FILE
 from ftc.compiler.runstate import ACTIVE, RunView, clock
 
 FOLLOW_POLL_S = 1.0
@@ -204,7 +205,7 @@ def cancel_command(args: list[str]) -> int:
             print(f"run {view.run_id} (local pid {record.get('pid')}): {local.cancel(view.run_dir, record)}")
         else:
             if view.state == "running":
-                (view.run_dir / "stop_requested").write_text("cancel\n")
+                (view.run_dir / STOP_FILE).write_text("cancel\n")
             try:
                 slurm.cancel(record["job"])
             except slurm.SlurmError as exc:

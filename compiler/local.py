@@ -20,12 +20,12 @@ from pathlib import Path
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.plan import Plan
+from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
 from ftc.compiler.runstate import new_record, now, read_json, read_record, write_record
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
 LOG = "logs/local.out"
 EXIT = "logs/local-exit.json"
-STOP_FILE = "stop_requested"
 CANCEL_GRACE_S = 30.0
 
 
@@ -100,7 +100,6 @@ def _request_stop(run_dir: Path) -> None:
 
 
 def _write_exit(run_dir: Path, pid: int, code: int, interrupted: bool = False) -> None:
-    from ftc.compiler.runfolder import write_atomic
 
     record = {"pid": pid, "returncode": code, "interrupted": interrupted, "finished_at": now()}
     write_atomic(run_dir / EXIT, json.dumps(record) + "\n")
@@ -111,7 +110,7 @@ def _prepare(plan: Plan) -> tuple[Path, Path]:
         raise UserError(TRAIN_EXTRA)
     run_dir = Path(plan.run_dir)
     (run_dir / "logs").mkdir(exist_ok=True)
-    for name in (STOP_FILE, "requeue", EXIT):
+    for name in (STOP_FILE, REQUEUE_FILE, EXIT):
         (run_dir / name).unlink(missing_ok=True)
     return run_dir, run_dir / LOG
 

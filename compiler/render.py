@@ -17,6 +17,7 @@ import jinja2
 from ftc.compiler.errors import UserError
 from ftc.compiler.gpus import GPUS
 from ftc.compiler.plan import Plan
+from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE
 
 RDZV_PORT = 29500
 TEMPLATE = "job.sbatch.j2"
@@ -111,6 +112,8 @@ def _context(plan: Plan) -> dict:
         "apptainer_image": cluster.container.image if cluster.container.kind == "apptainer" else None,
         "nproc_per_node": plan.topology.gpus_per_node,
         "rdzv_port": RDZV_PORT,
+        "stop_file": STOP_FILE,
+        "requeue_file": REQUEUE_FILE,
         "gpu": GPUS[plan.gpu],
     }
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ftc.compiler import slurm
+from ftc.compiler.runfolder import write_atomic
 
 JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
@@ -45,7 +46,6 @@ def read_record(run_dir: Path) -> dict | None:
 
 
 def write_record(run_dir: Path, record: dict) -> None:
-    from ftc.compiler.runfolder import write_atomic
 
     write_atomic(Path(run_dir) / JOB_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
 

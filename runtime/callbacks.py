@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ftc.compiler.runfolder import write_json
 from ftc.runtime import checkpoints, distributed
 
 STATUS_FILE = "status.json"
@@ -76,7 +77,7 @@ class RunStatus:
             return
         self.last_write = time.time()
         self.data.update(elapsed_s=round(self.elapsed(), 1), updated_at=datetime.now(timezone.utc).isoformat())
-        checkpoints.write_json_atomic(self.path, self.data)
+        write_json(self.path, self.data)
 
 
 class MetricsCallback(TrainerCallback):

@@ -9,25 +9,15 @@ also carries ftc's own state (early stopping, best loss) so a resumed run contin
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
 from pathlib import Path
 
+from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_json
+
 MARKER = "ftc_checkpoint.json"
-STOP_FILE = "stop_requested"
-REQUEUE_FILE = "requeue"
 PATTERN = re.compile(r"^checkpoint-(\d+)$")
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -47,7 +37,7 @@ def is_complete(checkpoint: Path) -> bool:
 
 def mark_complete(checkpoint: Path, state: dict) -> None:
     """Called by rank 0 after all ranks finished saving `checkpoint`."""
-    write_json_atomic(checkpoint / MARKER, state)
+    write_json(checkpoint / MARKER, state)
 
 
 def last_complete(run_dir: str | Path) -> Path | None:
@@ -85,17 +75,8 @@ def stop_requested(run_dir: str | Path) -> bool:
     return (Path(run_dir) / STOP_FILE).exists()
 
 
-def clear_requests(run_dir: str | Path) -> None:
-    """A new start supersedes an old stop request or requeue note."""
-    for name in (STOP_FILE, REQUEUE_FILE):
-        try:
-            (Path(run_dir) / name).unlink()
-        except FileNotFoundError:
-            pass
-
-
 def write_requeue(run_dir: str | Path, step: int, checkpoint: str | None) -> None:
-    write_json_atomic(Path(run_dir) / REQUEUE_FILE, {"step": step, "checkpoint": checkpoint})
+    write_json(Path(run_dir) / REQUEUE_FILE, {"step": step, "checkpoint": checkpoint})
 
 
 _signals = {"count": 0, "name": None}

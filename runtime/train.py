@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.plan import Plan
+from ftc.compiler.runfolder import write_json
 from ftc.runtime import checkpoints, distributed
 from ftc.runtime.callbacks import (
     CheckpointMarker,
@@ -141,7 +142,7 @@ class Evaluation:
             return
         result = self.run(model, tokenizer)
         if distributed.is_main() and result is not None:
-            checkpoints.write_json_atomic(self.path, result)
+            write_json(self.path, result)
 
     def report(self, after: dict | None) -> dict:
         from ftc.runtime.evaluate import compare
@@ -239,7 +240,7 @@ def train(plan: Plan, status: RunStatus) -> int:
 
 def finish(plan: Plan, status: RunStatus, trainer, tokenizer, evaluation: Evaluation) -> int:
     """After training: evaluate, save the deliverables, plot, summarise."""
-    from ftc.runtime.outputs import save_outputs, write_json
+    from ftc.runtime.outputs import save_outputs
     from ftc.runtime.report import format_summary, plot_losses
 
     run_dir = Path(plan.run_dir)
