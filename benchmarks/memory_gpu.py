@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from ftc.compiler.memory import GIB, MemoryModel
-from ftc.compiler.methods import LoraMethod, SftMethod
-from ftc.compiler.schema import ModelConfig
+from ftc.compiler.config.methods import LoraMethod, SftMethod
+from ftc.compiler.config.schema import ModelConfig
+from ftc.compiler.planning.memory import GIB, MemoryModel
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # (method, micro batch, sequence length, gradient checkpointing)

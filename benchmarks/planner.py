@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
-from ftc.compiler.schema import JobConfig
-from ftc.compiler.solver import solve
+from ftc.compiler.planning.solver import solve
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 METHODS = [("lora", None), ("sft", None), ("dpo", "lora"), ("dpo", "all_weights"), ("grpo", "lora"), ("grpo", "all_weights")]

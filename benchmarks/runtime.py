@@ -68,7 +68,7 @@ def bare_trainer(run_dir: Path, plan):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from ftc.compiler.datasets import inspect_dataset
+    from ftc.compiler.checks.datasets import inspect_dataset
     from ftc.runtime.data import load_splits
     from ftc.runtime.tiny import ensure_tiny_model
 

@@ -29,26 +29,26 @@ def _configs(args: list[str]) -> int:
 def _schema(args: list[str]) -> int:
     import json
 
-    from ftc.compiler.schema import JobConfig
+    from ftc.compiler.config.schema import JobConfig
 
     print(json.dumps(JobConfig.model_json_schema(), indent=2))
     return 0
 
 
 def _status(args: list[str]) -> int:
-    from ftc.compiler.jobs import status_command
+    from ftc.compiler.runs.jobs import status_command
 
     return status_command(args)
 
 
 def _logs(args: list[str]) -> int:
-    from ftc.compiler.jobs import logs_command
+    from ftc.compiler.runs.jobs import logs_command
 
     return logs_command(args)
 
 
 def _cancel(args: list[str]) -> int:
-    from ftc.compiler.jobs import cancel_command
+    from ftc.compiler.runs.jobs import cancel_command
 
     return cancel_command(args)
 

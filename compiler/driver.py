@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from ftc.compiler.build import CompiledRun, compile_job
-from ftc.compiler.compose import expand_sweep, load_job
+from ftc.compiler.config.compose import expand_sweep, load_job
+from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
+from ftc.compiler.planning.build import CompiledRun, compile_job
 from ftc.compiler.report import summary, sweep_line
-from ftc.compiler.runfolder import write_run
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.submit.folder import write_run
 
 
 def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
@@ -49,7 +49,7 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
             print(f"--- {run.plan.run_dir}/job.sbatch")
             sys.stdout.write(run.script)
             return 0
-        from ftc.compiler.submit import submit_run
+        from ftc.compiler.submit.submitter import submit_run
 
         return submit_run(run, job)
     request, points = compile_sweep(overrides)
@@ -60,6 +60,6 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
         for index, (point, run) in enumerate(points):
             print(sweep_line(index, run.plan, point))
         return 0
-    from ftc.compiler.submit import submit_sweep
+    from ftc.compiler.submit.submitter import submit_sweep
 
     return submit_sweep([run for _, run in points], request)

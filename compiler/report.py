@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftc.compiler.plan import Plan
+from ftc.compiler.planning.plan import Plan
 
 
 def _gib(value: float) -> str:
@@ -72,8 +72,8 @@ def sweep_line(index: int, plan: Plan, overrides: list[str]) -> str:
 
 def configs_table() -> str:
     """Model configs as NeMo Customizer's configs endpoint lists them."""
-    from ftc.compiler.compose import load_model_config
-    from ftc.compiler.urn import model_entries
+    from ftc.compiler.config.compose import load_model_config
+    from ftc.compiler.config.urn import model_entries
 
     header = ("URN", "TRAINING", "FINETUNING", "GPUS", "NODES", "TP", "MAX SEQ")
     rows = []

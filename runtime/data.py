@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import random
 
-from ftc.compiler.datasets import (
+from ftc.compiler.checks.datasets import (
     FIELDS,
     METHOD_FORMATS,
     iter_rows,
     replay_files,
     split_files,
 )
-from ftc.compiler.plan import DatasetSummary
-from ftc.compiler.schema import DataConfig
+from ftc.compiler.config.schema import DataConfig
+from ftc.compiler.planning.plan import DatasetSummary
 
 
 def columns(row: dict, fmt: str) -> dict:

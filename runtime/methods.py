@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ftc.compiler.plan import Plan
+from ftc.compiler.planning.plan import Plan
 from ftc.runtime import distributed
 
 CONFIGS = {"lora": "SFTConfig", "sft": "SFTConfig", "dpo": "DPOConfig", "grpo": "GRPOConfig"}

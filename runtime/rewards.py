@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 
-from ftc.compiler.methods import Reward
+from ftc.compiler.config.methods import Reward
 
 RewardFunc = Callable[..., list[float]]
 

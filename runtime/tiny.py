@@ -15,9 +15,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ftc.compiler.datasets import iter_rows, split_files
+from ftc.compiler.checks.datasets import iter_rows, split_files
+from ftc.compiler.config.schema import Architecture
 from ftc.compiler.errors import UserError
-from ftc.compiler.schema import Architecture
 
 SEED = 0
 DEMO = Path(__file__).resolve().parent.parent / "conf" / "datasets" / "demo"

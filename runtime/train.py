@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ftc.compiler.errors import UserError
-from ftc.compiler.plan import Plan
+from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_json
 from ftc.runtime import checkpoints, distributed
 from ftc.runtime.callbacks import (
@@ -86,7 +86,7 @@ def load_model(plan: Plan, path: str):
 def load_data(plan: Plan):
     import datasets
 
-    from ftc.compiler.datasets import inspect_dataset
+    from ftc.compiler.checks.datasets import inspect_dataset
     from ftc.runtime.data import load_splits
 
     datasets.disable_progress_bars()

@@ -14,10 +14,10 @@ from pathlib import Path
 import yaml
 
 import ftc
-from ftc.compiler.datasets import inspect_dataset
-from ftc.compiler.deepspeed import deepspeed_config
-from ftc.compiler.plan import Plan, Topology
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.checks.datasets import inspect_dataset
+from ftc.compiler.config.schema import JobConfig
+from ftc.compiler.planning.deepspeed import deepspeed_config
+from ftc.compiler.planning.plan import Plan, Topology
 
 ROOT = Path(ftc.__file__).resolve().parent
 CONF = ROOT / "conf"

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftc.compiler.advice import advise
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.checks.advice import advise
+from ftc.compiler.config.schema import JobConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftc.compiler.build import compile_job
-from ftc.compiler.compose import load_job
+from ftc.compiler.config.compose import load_job
+from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.driver import compile_sweep
 from ftc.compiler.errors import UserError
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.planning.build import compile_job
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
@@ -55,7 +55,7 @@ def test_config_yaml_is_the_resolved_config_and_reloads_into_the_same_job(output
 
 
 def test_plan_json_round_trips(output_root):
-    from ftc.compiler.plan import Plan
+    from ftc.compiler.planning.plan import Plan
 
     run = compile_args("model=llama8b", "cluster=example", "method=sft")
     plan = Plan.model_validate_json(run.files["plan.json"])
@@ -156,7 +156,7 @@ def test_memory_is_sized_for_the_longest_row_unless_packing(tmp_path, output_roo
 def test_run_id_follows_the_data_content_not_its_folder(tmp_path, output_root):
     import shutil
 
-    from ftc.compiler.compose import bundled_dataset
+    from ftc.compiler.config.compose import bundled_dataset
 
     copy = tmp_path / "copy"
     shutil.copytree(bundled_dataset("demo", "lora"), copy)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ftc.compiler.datasets import inspect_dataset
+from ftc.compiler.checks.datasets import inspect_dataset
+from ftc.compiler.config.schema import DataConfig
 from ftc.compiler.errors import UserError
-from ftc.compiler.schema import DataConfig
 
 DEMO = Path(__file__).resolve().parent.parent / "conf" / "datasets"
 PC = {"prompt": "p", "completion": "c"}
@@ -371,7 +371,7 @@ def test_the_demo_files_are_what_make_demo_writes():
 
 def test_the_check_imports_no_training_stack():
     code = (
-        "import sys, ftc.compiler.datasets; "
+        "import sys, ftc.compiler.checks.datasets; "
         "bad = {'torch', 'transformers', 'peft', 'trl', 'deepspeed', 'datasets', 'tokenizers'} & set(sys.modules); "
         "assert not bad, bad"
     )

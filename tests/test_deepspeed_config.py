@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftc.compiler.build import compile_job
-from ftc.compiler.compose import load_job
+from ftc.compiler.config.compose import load_job
+from ftc.compiler.planning.build import compile_job
 
 pytestmark = pytest.mark.train
 deepspeed_config = pytest.importorskip("deepspeed.runtime.config")

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from ftc.compiler.plan import Plan  # noqa: E402
+from ftc.compiler.planning.plan import Plan  # noqa: E402
 from ftc.runtime import evaluate, outputs, report  # noqa: E402
 
 CHAT_TEMPLATE = (

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ftc.compiler.build import compile_job
-from ftc.compiler.compose import load_job
+from ftc.compiler.config.compose import load_job
+from ftc.compiler.planning.build import compile_job
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = "output_root=/scratch/ftc-runs"

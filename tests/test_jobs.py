@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ftc.compiler import jobs, local, runstate, slurm, submit
+from ftc.compiler import records
 from ftc.compiler.driver import compile_point
 from ftc.compiler.errors import UserError
-from ftc.compiler.runfolder import write_run
-from ftc.compiler.slurm import JobInfo
+from ftc.compiler.runs import jobs, runstate
+from ftc.compiler.submit import local, slurm
+from ftc.compiler.submit import submitter as submit
+from ftc.compiler.submit.folder import write_run
+from ftc.compiler.submit.slurm import JobInfo
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +126,7 @@ def test_sweep_script_runs_each_point_script(slurm_runs, tmp_path):
 def test_states_from_records(slurm_runs, monkeypatch):
     run_dir = Path(slurm_runs[0].plan.run_dir)
     assert runstate.resolve_states([runstate.load(run_dir)])[0].state == "created"
-    runstate.write_record(run_dir, runstate.new_record(run_dir, "slurm", job="41", job_id="41", array_index=None))
+    records.write_record(run_dir, records.new_record(run_dir, "slurm", job="41", job_id="41", array_index=None))
     monkeypatch.setattr(slurm, "job_infos", lambda refs: {"41": JobInfo("TIMEOUT", source="sacct")})
     assert runstate.resolve_states([runstate.load(run_dir)])[0].label == "failed (timeout)"
     monkeypatch.setattr(slurm, "job_infos", lambda refs: {})
@@ -131,14 +134,14 @@ def test_states_from_records(slurm_runs, monkeypatch):
     (run_dir / "status.json").write_text(json.dumps({"state": "completed", "percent": 100.0, "train_loss": 0.5}))
     view = runstate.resolve_states([runstate.load(run_dir)])[0]
     assert view.state == "completed" and "status.json" in view.source
-    again = runstate.new_record(run_dir, "slurm", job="42")
+    again = records.new_record(run_dir, "slurm", job="42")
     assert again["previous"] == ["41"]
 
 
 def test_same_run_id_is_not_run_twice(slurm_runs, monkeypatch, capsys):
     plan = slurm_runs[1].plan
     run_dir = Path(plan.run_dir)
-    runstate.write_record(run_dir, runstate.new_record(run_dir, "slurm", job="50", job_id="50"))
+    records.write_record(run_dir, records.new_record(run_dir, "slurm", job="50", job_id="50"))
     monkeypatch.setattr(slurm, "job_infos", lambda refs: {"50": JobInfo("RUNNING")})
     with pytest.raises(UserError) as error:
         submit.still_to_run(plan)
@@ -173,7 +176,7 @@ def test_resolve_by_id_prefix_and_job(tmp_path):
 def test_status_table_and_detail(root, monkeypatch, capsys):
     run = compiled(root, "cluster=example", "name=shown")
     run_dir = Path(run.plan.run_dir)
-    runstate.write_record(run_dir, runstate.new_record(run_dir, "slurm", job="60", job_id="60",
+    records.write_record(run_dir, records.new_record(run_dir, "slurm", job="60", job_id="60",
                                                        log=str(run_dir / "logs" / "slurm-60.out")))
     (run_dir / "status.json").write_text(json.dumps({"state": "running", "step": 5, "max_steps": 10, "percent": 50.0,
                                                      "elapsed_s": 75, "train_loss": 1.5, "val_loss": 1.75}))

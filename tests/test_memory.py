@@ -8,7 +8,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftc.compiler.memory import (
+from ftc.compiler.config.methods import (
+    DpoMethod,
+    GrpoMethod,
+    LoraMethod,
+    LoraParams,
+    SftMethod,
+)
+from ftc.compiler.config.schema import ModelConfig
+from ftc.compiler.planning.memory import (
     BF16,
     FP32,
     GIB,
@@ -25,15 +33,7 @@ from ftc.compiler.memory import (
     precision_for,
     step_gradient_bytes,
 )
-from ftc.compiler.methods import (
-    DpoMethod,
-    GrpoMethod,
-    LoraMethod,
-    LoraParams,
-    SftMethod,
-)
-from ftc.compiler.plan import Topology
-from ftc.compiler.schema import ModelConfig
+from ftc.compiler.planning.plan import Topology
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

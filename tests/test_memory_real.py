@@ -12,7 +12,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from ftc.compiler.memory import (  # noqa: E402
+from ftc.compiler.config.methods import LoraMethod, SftMethod  # noqa: E402
+from ftc.compiler.config.schema import Architecture, ModelConfig  # noqa: E402
+from ftc.compiler.planning.memory import (  # noqa: E402
     BF16,
     FP32,
     activation_bytes,
@@ -20,8 +22,6 @@ from ftc.compiler.memory import (  # noqa: E402
     lora_parameters,
     model_state_bytes,
 )
-from ftc.compiler.methods import LoraMethod, SftMethod  # noqa: E402
-from ftc.compiler.schema import Architecture, ModelConfig  # noqa: E402
 
 pytestmark = pytest.mark.train
 CONF = Path(__file__).resolve().parents[1] / "conf"

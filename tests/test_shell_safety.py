@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ftc.compiler.build import compile_job
-from ftc.compiler.compose import load_job
+from ftc.compiler.config.compose import load_job
 from ftc.compiler.errors import UserError
+from ftc.compiler.planning.build import compile_job
 
 from test_golden import CASES, rendered
 

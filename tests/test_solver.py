@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
-from ftc.compiler.estimate import estimate_time, flops_per_token, sbatch_time
-from ftc.compiler.memory import GIB, MemoryModel
-from ftc.compiler.schema import JobConfig
-from ftc.compiler.solver import solve
+from ftc.compiler.planning.estimate import estimate_time, flops_per_token, sbatch_time
+from ftc.compiler.planning.memory import GIB, MemoryModel
+from ftc.compiler.planning.solver import solve
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ftc.compiler.build import CompiledRun
-from ftc.compiler.plan import Plan
-from ftc.compiler.submit import render_sweep
+from ftc.compiler.planning.build import CompiledRun
+from ftc.compiler.planning.plan import Plan
+from ftc.compiler.submit.submitter import render_sweep
 
 from slurm_fixtures import CI_SITE, REPO, jobs, queued_names, site, slurm  # noqa: F401
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftc.compiler.datasets import inspect_dataset, iter_rows, split_files
+from ftc.compiler.checks.datasets import inspect_dataset, iter_rows, split_files
+from ftc.compiler.config.schema import Architecture, DataConfig
 from ftc.compiler.errors import UserError
-from ftc.compiler.schema import Architecture, DataConfig
 from ftc.runtime.data import (
     count_long_rows,
     load_splits,
@@ -119,7 +119,7 @@ def test_an_existing_build_is_reused_and_a_foreign_folder_refused(tiny, tmp_path
 def test_concurrent_builders_do_not_collide(tiny, tmp_path):
     target = tmp_path / "shared" / "tiny"
     code = (
-        "import sys, yaml; from ftc.compiler.schema import Architecture; from ftc.runtime.tiny import ensure_tiny_model; "
+        "import sys, yaml; from ftc.compiler.config.schema import Architecture; from ftc.runtime.tiny import ensure_tiny_model; "
         f"a = Architecture(**yaml.safe_load(open({str(ROOT / 'conf/model/tiny.yaml')!r}))['architecture']); "
         f"ensure_tiny_model({str(target)!r}, a)"
     )

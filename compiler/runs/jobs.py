@@ -7,10 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from ftc.compiler import runstate, slurm
+from ftc.compiler import records
 from ftc.compiler.errors import UserError
 from ftc.compiler.runfolder import STOP_FILE
-from ftc.compiler.runstate import ACTIVE, RunView, clock
+from ftc.compiler.runs import runstate
+from ftc.compiler.runs.runstate import ACTIVE, RunView, clock
+from ftc.compiler.submit import slurm
 
 FOLLOW_POLL_S = 1.0
 
@@ -39,7 +41,7 @@ def resolve(query: str, root: Path) -> list[Path]:
         return exact
     by_job = []
     for run in runs:
-        record = runstate.read_record(run) or {}
+        record = records.read_record(run) or {}
         if query in (record.get("job"), record.get("job_id"), *record.get("previous", [])):
             by_job.append(run)
     if by_job:
@@ -85,7 +87,7 @@ def table(views: list[RunView]) -> str:
 def _plan_lines(view: RunView) -> list[str]:
     from pydantic import ValidationError
 
-    from ftc.compiler.plan import Plan
+    from ftc.compiler.planning.plan import Plan
     from ftc.compiler.report import summary
 
     try:
@@ -129,8 +131,8 @@ def detail(view: RunView) -> str:
         lines.append(f"loss       {', '.join(losses)}")
     if status.get("error"):
         lines.append(f"error      {status['error']}")
-    lines += _eval_lines(runstate.read_json(view.run_dir / "eval.json"))
-    outputs = runstate.read_json(view.run_dir / "outputs.json") or {}
+    lines += _eval_lines(records.read_json(view.run_dir / "eval.json"))
+    outputs = records.read_json(view.run_dir / "outputs.json") or {}
     for kind, path in (outputs.get("paths") or {}).items():
         lines.append(f"output     {kind}: {path}")
     if record.get("log"):
@@ -200,7 +202,7 @@ def cancel_command(args: list[str]) -> int:
         elif view.state not in ACTIVE:
             print(f"run {view.run_id} is already {view.label}; nothing to cancel")
         elif record.get("executor") == "local":
-            from ftc.compiler import local
+            from ftc.compiler.submit import local
 
             print(f"run {view.run_id} (local pid {record.get('pid')}): {local.cancel(view.run_dir, record)}")
         else:

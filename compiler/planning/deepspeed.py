@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftc.compiler.plan import Topology
+from ftc.compiler.planning.plan import Topology
 
 
 def deepspeed_config(topology: Topology, global_batch: int, precision: str) -> dict | None:

@@ -8,17 +8,13 @@ States use NeMo Customizer's words: created, pending, running, completed, failed
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ftc.compiler import slurm
-from ftc.compiler.runfolder import write_atomic
+from ftc.compiler.records import JOB_FILE, STATUS_FILE, read_json, read_record
+from ftc.compiler.submit import slurm
 
-JOB_FILE = "job.json"
-STATUS_FILE = "status.json"
 ACTIVE = ("pending", "running")
 
 SLURM_STATES = {
@@ -31,36 +27,6 @@ SLURM_STATES = {
 }
 RUNTIME_STATES = {"running": "running", "completed": "completed", "failed": "failed",
                   "cancelled": "cancelled", "preempted": "cancelled"}
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_record(run_dir: Path) -> dict | None:
-    return read_json(Path(run_dir) / JOB_FILE)
-
-
-def write_record(run_dir: Path, record: dict) -> None:
-
-    write_atomic(Path(run_dir) / JOB_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def new_record(run_dir: Path, executor: str, **fields) -> dict:
-    """A record for a new submission; earlier job ids of the same run are kept under `previous`."""
-    old = read_record(run_dir) or {}
-    previous = list(old.get("previous", []))
-    if old.get("job"):
-        previous.append(old["job"])
-    return {"executor": executor, "submitted_at": now(), "previous": previous, **fields}
 
 
 def slurm_ref(job_id: str, array_index: int | None) -> str:
@@ -148,7 +114,7 @@ def resolve_states(views: list[RunView]) -> list[RunView]:
         if not record:
             continue
         if record.get("executor") == "local":
-            from ftc.compiler import local
+            from ftc.compiler.submit import local
 
             view.state, view.reason = local.state(view.run_dir, record, view.status)
             view.source = "local process"

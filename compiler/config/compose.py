@@ -18,13 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import ValidationError
 
+from ftc.compiler.config.schema import ADMIN_ONLY, JobConfig
+from ftc.compiler.config.sites import site_folders
+from ftc.compiler.config.urn import expand_urn_override
+from ftc.compiler.config.validation import field_names, format_validation_error
 from ftc.compiler.errors import UserError
-from ftc.compiler.schema import ADMIN_ONLY, JobConfig
-from ftc.compiler.urn import expand_urn_override
-from ftc.compiler.validation import field_names, format_validation_error
 
 GROUPS = ("model", "method", "data", "cluster", "resources")
-SITE_ENV = "FTC_SITE_CONFIG"
 DEMO_FORMS = {"lora": "sft", "sft": "sft", "dpo": "dpo", "grpo": "grpo"}
 
 
@@ -32,11 +32,6 @@ def bundled_dataset(name: str, method: str = "lora") -> str:
     """Path of a dataset shipped inside ftc (the demo), in the form `method` reads."""
     root = Path(str(resources.files("ftc.conf"))) / "datasets" / name
     return str(root / DEMO_FORMS.get(method, method))
-
-
-def site_folders() -> list[str]:
-    """Admin config folders from $FTC_SITE_CONFIG (colon-separated), searched before ftc's own."""
-    return [p for p in os.environ.get(SITE_ENV, "").split(os.pathsep) if p]
 
 
 def _parser():
@@ -194,7 +189,7 @@ def load_job(args: Sequence[str]) -> tuple[JobConfig, dict]:
 
 def load_model_config(option: str):
     """One model config, validated, without composing a whole job."""
-    from ftc.compiler.schema import ModelConfig
+    from ftc.compiler.config.schema import ModelConfig
 
     cfg = _compose_groups((f"model={option}",), tuple(site_folders()))
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ftc.compiler.config.sites import site_folders
 from ftc.compiler.errors import UserError
 
 URN = re.compile(r"^(?P<namespace>[^/@+\s]+)/(?P<name>[^/@+\s]+)(?:@(?P<version>[^+\s]*))?(?:\+(?P<variant>\S+))?$")
@@ -32,8 +33,6 @@ class ModelEntry:
 
 
 def model_folders() -> list[Path]:
-    from ftc.compiler.compose import site_folders
-
     folders = [Path(site) / "model" for site in site_folders()]
     folders.append(Path(str(resources.files("ftc.conf"))) / "model")
     return [f for f in folders if f.is_dir()]

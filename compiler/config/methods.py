@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from ftc.compiler.fields import FinetuningType, ShellText, Strict, TrainingType
+from ftc.compiler.config.fields import FinetuningType, ShellText, Strict, TrainingType
 
 
 class LoraParams(Strict):

@@ -6,7 +6,7 @@ requests that cannot train as asked.
 
 from __future__ import annotations
 
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.config.schema import JobConfig
 
 LORA_MAX_LEARNING_RATE = 5e-4  # above this LoRA training tends to diverge
 LARGE_ADAPTER_DIM = 32

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ftc.compiler.fields import (
+from ftc.compiler.config.fields import (
     Auto,
     FinetuningType,
     ShellText,
@@ -20,8 +20,8 @@ from ftc.compiler.fields import (
     identifier,
     slurm_minutes,
 )
-from ftc.compiler.gpus import GPUS
-from ftc.compiler.methods import Method
+from ftc.compiler.config.gpus import GPUS
+from ftc.compiler.config.methods import Method
 
 # ---------------------------------------------------------------- model configs
 

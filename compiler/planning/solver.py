@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ftc.compiler import guards
+from ftc.compiler.checks import guards
+from ftc.compiler.config.gpus import GPUS, Gpu
+from ftc.compiler.config.schema import JobConfig, TrainingOption
 from ftc.compiler.errors import UserError
-from ftc.compiler.gpus import GPUS, Gpu
-from ftc.compiler.memory import GIB, MemoryModel
-from ftc.compiler.plan import MemoryEstimate, Topology
-from ftc.compiler.schema import JobConfig, TrainingOption
+from ftc.compiler.planning.memory import GIB, MemoryModel
+from ftc.compiler.planning.plan import MemoryEstimate, Topology
 
 FIELDS = ("gradient_checkpointing", "zero_stage", "micro_batch_size", "nodes", "gpus_per_node")
 MICRO_BATCHES = (8, 4, 2, 1)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftc.compiler.gpus import GPUS, Gpu
-from ftc.compiler.methods import LoraParams, MethodBase
-from ftc.compiler.plan import MemoryEstimate, MemoryItem, Topology
-from ftc.compiler.schema import Architecture
+from ftc.compiler.config.gpus import GPUS, Gpu
+from ftc.compiler.config.methods import LoraParams, MethodBase
+from ftc.compiler.config.schema import Architecture
+from ftc.compiler.planning.plan import MemoryEstimate, MemoryItem, Topology
 
 GIB = 1024**3
 # CUDA context with cuBLAS/cuDNN workspaces (~0.75 GiB), NCCL buffers (~0.5 GiB) and the caching

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 
-from ftc.compiler import guards
-from ftc.compiler.fields import slurm_minutes
-from ftc.compiler.gpus import GPUS
-from ftc.compiler.memory import lora_parameters
-from ftc.compiler.plan import TimeEstimate, Topology
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.checks import guards
+from ftc.compiler.config.fields import slurm_minutes
+from ftc.compiler.config.gpus import GPUS
+from ftc.compiler.config.schema import JobConfig
+from ftc.compiler.planning.memory import lora_parameters
+from ftc.compiler.planning.plan import TimeEstimate, Topology
 
 # Nominal throughput of one CPU worker (a few AVX-512 cores in fp32): only so that a CPU run
 # still gets a number; CPU runs are the tiny model's, minutes at most.

@@ -2,7 +2,7 @@
 
 Foreground by default: the log streams to the terminal and to RUN_DIR/logs/local.out, and the first
 Ctrl-C asks the runtime to checkpoint and stop (through the run's stop file), a second one
-kills it. With detach=true a small supervisor (`python -m ftc.compiler.local`) runs the launch in a
+kills it. With detach=true a small supervisor (`python -m ftc.compiler.submit.local`) runs the launch in a
 new session and records its exit code, so `status` can tell completed from failed afterwards.
 The training stack is only needed by the child: this module never imports it.
 """
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from ftc.compiler.errors import UserError
-from ftc.compiler.plan import Plan
+from ftc.compiler.planning.plan import Plan
+from ftc.compiler.records import new_record, now, read_json, read_record, write_record
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
-from ftc.compiler.runstate import new_record, now, read_json, read_record, write_record
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
 LOG = "logs/local.out"
@@ -177,7 +177,7 @@ def background(plan: Plan) -> int:
     with open(log_path, "ab") as log:
         log.write(f"== ftc: local run {plan.run_id} started {now()} (detached)\n".encode())
         log.flush()
-        child = subprocess.Popen([sys.executable, "-m", "ftc.compiler.local", str(run_dir), *launch_command(plan)],
+        child = subprocess.Popen([sys.executable, "-m", "ftc.compiler.submit.local", str(run_dir), *launch_command(plan)],
                                  env=launch_env(plan), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, close_fds=True)
     _record(run_dir, child.pid, log_path, detach=True)

@@ -7,7 +7,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.config.schema import JobConfig
 
 METHOD_TAGS = ("lora", "sft", "dpo", "grpo")
 FIELD_PREFIX = re.compile(r"^[a-z_]+(\.[a-z_]+)+: ")

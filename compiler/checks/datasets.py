@@ -20,9 +20,9 @@ import json
 import os
 from collections.abc import Iterator
 
+from ftc.compiler.config.schema import DataConfig
 from ftc.compiler.errors import UserError
-from ftc.compiler.plan import DatasetSummary
-from ftc.compiler.schema import DataConfig
+from ftc.compiler.planning.plan import DatasetSummary
 
 EXTENSIONS = (".jsonl", ".ndjson")
 SPLITS = ("training", "validation")

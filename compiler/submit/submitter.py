@@ -13,14 +13,16 @@ import json
 from pathlib import Path
 
 import ftc
-from ftc.compiler import runstate, slurm
-from ftc.compiler.build import CompiledRun
+from ftc.compiler import records
+from ftc.compiler.config.fields import slurm_minutes
+from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
-from ftc.compiler.fields import slurm_minutes
-from ftc.compiler.plan import Plan
-from ftc.compiler.render import ShellRaw, environment, sbatch_directives
+from ftc.compiler.planning.build import CompiledRun
+from ftc.compiler.planning.plan import Plan
+from ftc.compiler.render.sbatch import ShellRaw, environment, sbatch_directives
 from ftc.compiler.runfolder import write_atomic
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.runs import runstate
+from ftc.compiler.submit import slurm
 
 SWEEP_TEMPLATE = "sweep.sbatch.j2"
 PER_RUN_DIRECTIVES = ("job-name", "output", "time")
@@ -56,7 +58,7 @@ def refusal(plan: Plan, message: str) -> str:
 
 
 def _outputs(run_dir: Path) -> str:
-    paths = (runstate.read_json(run_dir / "outputs.json") or {}).get("paths") or {}
+    paths = (records.read_json(run_dir / "outputs.json") or {}).get("paths") or {}
     return ", ".join(f"{k} {v}" for k, v in paths.items()) or str(run_dir)
 
 
@@ -109,7 +111,7 @@ def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
     if not still_to_run(plan):
         return 0
     if plan.job.cluster.executor == "local":
-        from ftc.compiler import local
+        from ftc.compiler.submit import local
 
         return local.run(plan, detach=job is not None and job.detach)
     if not slurm.have("sbatch"):
@@ -118,7 +120,7 @@ def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
     script = run_dir / "job.sbatch"
     _preflight(plan, script, job)
     job_id, submitted = _sbatch(plan, run.script, run_dir / ".submitit")
-    runstate.write_record(run_dir, runstate.new_record(
+    records.write_record(run_dir, records.new_record(
         run_dir, "slurm", job=job_id, job_id=job_id, array_index=None, script=str(script),
         script_sha256=sha256(run.script), submitted_file=str(submitted),
         log=str(run_dir / "logs" / f"slurm-{job_id}.out"),
@@ -204,14 +206,14 @@ def submit_sweep(runs: list[CompiledRun], job: JobConfig | None = None) -> int:
     job_id, submitted = _sbatch(todo[0].plan, script, sweep_dir / ".submitit")
     for index, run in enumerate(todo):
         run_dir = Path(run.plan.run_dir)
-        runstate.write_record(run_dir, runstate.new_record(
+        records.write_record(run_dir, records.new_record(
             run_dir, "slurm", job=runstate.slurm_ref(job_id, index), job_id=job_id, array_index=index,
             sweep=str(sweep_dir), script=str(script_path), script_sha256=sha256(script),
             run_script_sha256=sha256(run.script), submitted_file=str(submitted),
             log=str(run_dir / "logs" / f"slurm-{job_id}_{index}.out"),
         ))
     write_atomic(sweep_dir / "sweep.json", json.dumps(
-        {"sweep_id": sweep_id, "job_id": job_id, "submitted_at": runstate.now(),
+        {"sweep_id": sweep_id, "job_id": job_id, "submitted_at": records.now(),
          "runs": [{"index": i, "run_id": r.plan.run_id, "run_dir": r.plan.run_dir} for i, r in enumerate(todo)]},
         indent=2) + "\n")
     parallelism = min(todo[0].plan.job.cluster.array_parallelism, len(todo))

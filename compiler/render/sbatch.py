@@ -14,9 +14,9 @@ from pathlib import Path
 
 import jinja2
 
+from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.errors import UserError
-from ftc.compiler.gpus import GPUS
-from ftc.compiler.plan import Plan
+from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE
 
 RDZV_PORT = 29500

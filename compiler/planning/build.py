@@ -12,16 +12,16 @@ from pathlib import Path
 import yaml
 
 import ftc
-from ftc.compiler import guards
-from ftc.compiler.advice import advise
-from ftc.compiler.datasets import inspect_dataset
-from ftc.compiler.deepspeed import deepspeed_config
+from ftc.compiler.checks import guards
+from ftc.compiler.checks.advice import advise
+from ftc.compiler.checks.datasets import inspect_dataset
+from ftc.compiler.config.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.errors import UserError
-from ftc.compiler.estimate import estimate_time, sbatch_time
-from ftc.compiler.plan import DatasetSummary, Plan
-from ftc.compiler.render import render_sbatch
-from ftc.compiler.schema import RUN_ID_EXCLUDED, JobConfig
-from ftc.compiler.solver import solve
+from ftc.compiler.planning.deepspeed import deepspeed_config
+from ftc.compiler.planning.estimate import estimate_time, sbatch_time
+from ftc.compiler.planning.plan import DatasetSummary, Plan
+from ftc.compiler.planning.solver import solve
+from ftc.compiler.render.sbatch import render_sbatch
 
 RUN_ID_LENGTH = 10
 CHAT_TEMPLATE_TOKENS = 64  # headers and special tokens a chat template adds (Llama 3's is about 30)

@@ -6,10 +6,10 @@ config guard rails do for model configs, GPU counts and sequence lengths.
 
 from __future__ import annotations
 
+from ftc.compiler.config.fields import slurm_minutes
+from ftc.compiler.config.gpus import GPUS
+from ftc.compiler.config.schema import JobConfig, TrainingOption
 from ftc.compiler.errors import UserError
-from ftc.compiler.fields import slurm_minutes
-from ftc.compiler.gpus import GPUS
-from ftc.compiler.schema import JobConfig, TrainingOption
 
 
 def variant_of(job: JobConfig) -> str:

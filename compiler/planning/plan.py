@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ftc.compiler.schema import JobConfig
+from ftc.compiler.config.schema import JobConfig
 
 
 class Frozen(BaseModel):

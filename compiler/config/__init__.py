@@ -1,0 +1,1 @@
+"""Configuration: Hydra composition, the schema and its field types, model URNs, site folders."""

@@ -1,0 +1,1 @@
+"""Runs already submitted: their records, states, and the status, logs and cancel commands."""
