@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ftc.compiler.checks.inputs import check_inputs, check_output_root
 from ftc.compiler.config.compose import expand_sweep, load_job
 from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
@@ -15,7 +16,10 @@ from ftc.compiler.submit.folder import write_run
 
 def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
     job, resolved = load_job(overrides)
-    return job, compile_job(job, resolved)
+    check_inputs(job)
+    run = compile_job(job, resolved)
+    check_output_root(job.output_root, run.plan.run_dir)
+    return job, run
 
 
 def compile_sweep(overrides: Sequence[str]) -> tuple[JobConfig, list[tuple[list[str], CompiledRun]]]:

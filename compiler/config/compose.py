@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -156,9 +157,22 @@ def _override_error_line(override, exc: Exception) -> str:
     return f"{key}: {_first_line(exc)}"
 
 
+GROUP_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def _refuse_admin_overrides(overrides) -> None:
+    """Overrides set values; config files (and with them raw shell) come only from conf/ and $FTC_SITE_CONFIG."""
     for override in overrides:
         key = override.key_or_group
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise UserError(f"{key}: Hydra's own settings are not overrides here; config folders come only from "
+                            "$FTC_SITE_CONFIG, set by the site's admins")
+        if override.package is not None or "/" in key:
+            raise UserError(f"{key}: choose a config as GROUP=OPTION (e.g. cluster=example), without @packages or paths")
+        if key in GROUPS and not (override.type.name == "CHANGE" and isinstance(override.value(), str)
+                                  and GROUP_OPTION.fullmatch(override.value())):
+            raise UserError(f"{key}: choose one of its config files by name, as {key}=OPTION "
+                            "(no paths, interpolations, +, ++ or ~)")
         if any(key == field or key.startswith(field + ".") for field in ADMIN_ONLY):
             raise UserError(f"{key}: set in the site's config files, not on the command line (admins own raw shell and guard rails)")
 

@@ -10,12 +10,12 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from ftc.compiler.config.fields import FinetuningType, ShellText, Strict, TrainingType
+from ftc.compiler.config.fields import MAX_COUNT, FinetuningType, PathText, Strict, TrainingType
 
 
 class LoraParams(Strict):
     adapter_dim: int = Field(8, description="LoRA rank r: a power of 2 up to 256")
-    alpha: int = Field(16, ge=1, description="scaling numerator; the update is scaled by alpha/adapter_dim")
+    alpha: int = Field(16, ge=1, le=2**16, description="scaling numerator; the update is scaled by alpha/adapter_dim")
     adapter_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -43,13 +43,13 @@ LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 
 class MethodBase(Strict):
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(16, ge=1, description="global batch size, in sequences per optimizer step")
+    epochs: int = Field(3, ge=1, le=10_000)
+    batch_size: int = Field(16, ge=1, le=2**20, description="global batch size, in sequences per optimizer step")
     learning_rate: float = Field(1e-4, gt=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     lr_scheduler: Literal["linear", "cosine", "constant"] = "cosine"
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+    max_steps: int | None = Field(None, ge=1, le=MAX_COUNT, description="stop after this many optimizer steps (overrides epochs)")
 
     @property
     def training_type(self) -> TrainingType:
@@ -84,7 +84,7 @@ class DpoMethod(MethodBase):
 
     name: Literal["dpo"]
     finetuning_type: Literal["lora", "all_weights"] = "lora"
-    beta: float = Field(0.1, gt=0.0, description="strength of the KL penalty towards the reference")
+    beta: float = Field(0.1, gt=0.0, le=1000.0, description="strength of the KL penalty towards the reference")
     lora: LoraParams = Field(default_factory=LoraParams)
 
 
@@ -93,7 +93,7 @@ class Reward(Strict):
 
     kind: Literal["exact_match", "regex", "json_schema", "function"]
     pattern: str | None = Field(None, description="regex, for kind=regex")
-    schema_path: ShellText | None = Field(None, description="JSON Schema file, for kind=json_schema")
+    schema_path: PathText | None = Field(None, description="JSON Schema file, for kind=json_schema")
     function: str | None = Field(None, description="'module:function', for kind=function")
 
     @model_validator(mode="after")
@@ -106,7 +106,7 @@ class Reward(Strict):
                 re.compile(self.pattern or "")
             except re.error as exc:
                 raise ValueError(f"pattern is not a valid regex: {exc}") from None
-        if self.kind == "function" and not re.match(r"^[\w.]+:\w+$", self.function or ""):
+        if self.kind == "function" and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", self.function or "", re.ASCII):
             raise ValueError(f"function must be 'module:function' (got {self.function!r})")
         return self
 
@@ -116,8 +116,8 @@ class GrpoMethod(MethodBase):
 
     name: Literal["grpo"]
     finetuning_type: Literal["lora", "all_weights"] = "lora"
-    num_generations: int = Field(4, ge=2, description="completions sampled per prompt")
-    max_completion_length: int = Field(64, ge=1)
+    num_generations: int = Field(4, ge=2, le=1024, description="completions sampled per prompt")
+    max_completion_length: int = Field(64, ge=1, le=2**20)
     reward: Reward | None = None
     lora: LoraParams = Field(default_factory=LoraParams)
 

@@ -12,8 +12,11 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ftc.compiler.config.fields import (
+    MAX_COUNT,
     Auto,
+    EnvName,
     FinetuningType,
+    PathText,
     ShellText,
     Strict,
     TrainingType,
@@ -77,7 +80,7 @@ class ModelConfig(Strict):
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.match(r"^v\d+(\.\d+)*$", value):
+        if not re.fullmatch(r"v\d{1,9}(\.\d{1,9}){0,5}", value):
             raise ValueError(f"must look like v1.0.0 (got {value!r})")
         return value
 
@@ -89,13 +92,13 @@ class ModelConfig(Strict):
 
 
 class Replay(Strict):
-    path: ShellText | None = Field(None, description="general instruction data mixed in against forgetting")
+    path: PathText | None = Field(None, description="general instruction data mixed in against forgetting")
     fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of training rows taken from the replay set")
 
 
 class DataConfig(Strict):
     name: str = Field(description="dataset name; part of the output name")
-    path: ShellText = Field(description="folder holding training/ and validation/ NDJSON files")
+    path: PathText = Field(description="folder holding training/ and validation/ NDJSON files")
     format: Literal["auto", "prompt_completion", "chat", "preference", "prompt_answer"] = "auto"
     max_seq_length: int | Auto = "auto"
     packing: bool = False
@@ -105,6 +108,13 @@ class DataConfig(Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         return identifier(value)
+
+    @field_validator("max_seq_length")
+    @classmethod
+    def _seq_len(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= MAX_COUNT:
+            raise ValueError(f"must be auto or a whole number of tokens from 1 to {MAX_COUNT} (got {value})")
+        return value
 
 
 # ---------------------------------------------------------------- cluster
@@ -159,11 +169,11 @@ class ClusterConfig(Strict):
     srun_mpi: ShellText | None = Field(None, description="srun --mpi value, e.g. pmix")
     container: Container = Field(default_factory=Container)
     setup: list[str] = Field(default_factory=list, description="admin shell lines run before the launch (module load ...)")
-    env: dict[str, ShellText] = Field(default_factory=dict, description="environment exported in the job")
+    env: dict[EnvName, ShellText] = Field(default_factory=dict, description="environment exported in the job")
     sbatch_extra: dict[str, ShellText] = Field(default_factory=dict, description="extra #SBATCH directives admins allow")
     template_dir: str | None = Field(None, description="folder of Jinja2 templates that override ftc's blocks")
     array_parallelism: int = Field(8, ge=1, description="K in --array=0-N%K for sweeps")
-    requeue_signal_seconds: int = Field(300, ge=30, description="Slurm sends USR1 this long before the time limit")
+    requeue_signal_seconds: int = Field(300, ge=30, le=65535, description="Slurm sends USR1 this long before the time limit")
 
     @model_validator(mode="after")
     def _partition_exists(self) -> "ClusterConfig":
@@ -192,13 +202,13 @@ class Resources(Strict):
     gradient_checkpointing: bool | Auto = Field("auto")
     time: str | Auto = Field("auto", description="sbatch --time; auto is the estimate plus a margin")
     headroom: float = Field(0.10, ge=0.0, lt=0.5, description="GPU memory kept free by the fit check")
-    mfu: float = Field(0.35, gt=0.0, le=1.0, description="assumed model FLOP utilisation for the run-time estimate")
+    mfu: float = Field(0.35, ge=0.01, le=1.0, description="assumed model FLOP utilisation for the run-time estimate")
 
     @field_validator("nodes", "gpus_per_node", "tensor_parallel", "micro_batch_size")
     @classmethod
     def _positive(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"must be >= 1 or auto (got {value})")
+        if isinstance(value, int) and not 1 <= value <= MAX_COUNT:
+            raise ValueError(f"must be auto or from 1 to {MAX_COUNT} (got {value})")
         return value
 
     @field_validator("time")
@@ -211,27 +221,27 @@ class Resources(Strict):
 
 class EarlyStopping(Strict):
     enabled: bool = True
-    patience: int = Field(10, ge=1, description="validation checks without improvement before stopping")
-    min_delta: float = Field(0.0, ge=0.0)
+    patience: int = Field(10, ge=1, le=MAX_COUNT, description="validation checks without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0.0, le=1e6)
 
 
 class Training(Strict):
-    seed: int = 42
-    eval_steps: int = Field(10, ge=1, description="validate every this many optimizer steps")
-    save_steps: int = Field(50, ge=1, description="checkpoint every this many optimizer steps")
-    logging_steps: int = Field(1, ge=1)
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="what torch, numpy and Python's random accept")
+    eval_steps: int = Field(10, ge=1, le=MAX_COUNT, description="validate every this many optimizer steps")
+    save_steps: int = Field(50, ge=1, le=MAX_COUNT, description="checkpoint every this many optimizer steps")
+    logging_steps: int = Field(1, ge=1, le=MAX_COUNT)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
 
 
 class GeneralEval(Strict):
-    path: ShellText | None = Field(None, description="a general NDJSON set; its drop after training warns of forgetting")
-    max_drop_points: float = Field(2.0, ge=0.0)
+    path: PathText | None = Field(None, description="a general NDJSON set; its drop after training warns of forgetting")
+    max_drop_points: float = Field(2.0, ge=0.0, le=100.0)
 
 
 class EvalConfig(Strict):
     before: bool = True
-    max_rows: int = Field(200, ge=1)
+    max_rows: int = Field(200, ge=1, le=MAX_COUNT)
     general: GeneralEval = Field(default_factory=GeneralEval)
 
 
@@ -240,7 +250,7 @@ class JobConfig(Strict):
 
     name: str = Field(description="job name; part of the run folder")
     namespace: str = "default"
-    output_root: ShellText = Field(description="run folders go to <output_root>/<namespace>/<name>/<run_id>")
+    output_root: PathText = Field(description="run folders go to <output_root>/<namespace>/<name>/<run_id>")
     dry_run: bool = False
     strict: bool = Field(False, description="turn warnings into errors")
     preflight: bool = Field(True, description="ask Slurm with sbatch --test-only before submitting")

@@ -15,6 +15,7 @@ import ftc
 from ftc.compiler.checks import guards
 from ftc.compiler.checks.advice import advise
 from ftc.compiler.checks.datasets import inspect_dataset
+from ftc.compiler.checks.inputs import model_path_warnings
 from ftc.compiler.config.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.deepspeed import deepspeed_config
@@ -108,7 +109,7 @@ def build_plan(job: JobConfig) -> Plan:
         time_limit = job.resources.time
         guards.check_time(job, time_limit)
     warnings, errors = advise(job, dataset.rows.get("training", 0))
-    warnings = [*solution.warnings, *warnings]
+    warnings = [*solution.warnings, *warnings, *model_path_warnings(job)]
     if errors:
         raise UserError(*errors)
     if job.strict and warnings:

@@ -16,6 +16,7 @@ import jinja2
 
 from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.errors import UserError
+from ftc.compiler.render import directives as slurm
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE
 
@@ -66,28 +67,32 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
     cluster, partition = job.cluster, job.cluster.chosen
     directives: list[tuple[str, object | None]] = [
         ("job-name", f"ftc-{job.name}-{plan.run_id}"),
-        ("partition", cluster.partition),
+        ("partition", slurm.slurm_name("cluster.partition", cluster.partition)),
         ("nodes", topo.nodes),
         ("ntasks-per-node", 1),
     ]
     if partition.gpu != "cpu":
         if cluster.gpu_request == "gres":
-            directives.append(("gres", f"gpu:{cluster.gres_name or cluster.partition}:{topo.gpus_per_node}"))
+            gres_type = slurm.slurm_name("cluster.gres_name", cluster.gres_name or cluster.partition)
+            directives.append(("gres", f"gpu:{gres_type}:{topo.gpus_per_node}"))
         else:
             directives.append(("gpus-per-node", topo.gpus_per_node))
     share = topo.gpus_per_node / partition.gpus_per_node if partition.gpus_per_node else 1.0
     directives.append(("cpus-per-task", max(1, int(partition.cpus_per_node * min(share, 1.0)))))
     directives.append(("time", plan.time_limit))
-    for flag, value in (("account", cluster.account), ("qos", cluster.qos), ("constraint", partition.constraint)):
+    for flag, value, check in (("account", cluster.account, slurm.slurm_name), ("qos", cluster.qos, slurm.slurm_name),
+                               ("constraint", partition.constraint, slurm.slurm_text)):
         if value:
-            directives.append((flag, value))
+            field = f"cluster.partitions.{cluster.partition}.constraint" if flag == "constraint" else f"cluster.{flag}"
+            directives.append((flag, check(field, value)))
     directives += [
-        ("output", f"{plan.run_dir}/logs/slurm-{log_pattern}.out"),
+        ("output", f"{slurm.slurm_path('output_root', plan.run_dir)}/logs/slurm-{log_pattern}.out"),
         ("open-mode", "append"),
         ("signal", f"B:USR1@{cluster.requeue_signal_seconds}"),
         ("requeue", None),
     ]
-    directives += sorted(cluster.sbatch_extra.items())
+    directives += sorted((slurm.extra_option(key), slurm.slurm_text(f"cluster.sbatch_extra.{key}", value) or None)
+                         for key, value in cluster.sbatch_extra.items())
     return directives
 
 
@@ -95,11 +100,12 @@ def _context(plan: Plan) -> dict:
     cluster = plan.job.cluster
     srun_args: list[object] = ["--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     if cluster.srun_mpi:
-        srun_args.append(f"--mpi={cluster.srun_mpi}")
+        srun_args.append(f"--mpi={slurm.slurm_name('cluster.srun_mpi', cluster.srun_mpi)}")
     if cluster.container.kind == "pyxis":
-        srun_args.append(f"--container-image={cluster.container.image}")
+        srun_args.append(f"--container-image={slurm.slurm_text('cluster.container.image', cluster.container.image)}")
         if cluster.container.mounts:
-            srun_args.append(f"--container-mounts={','.join(cluster.container.mounts)}")
+            mounts = [slurm.mount_entry(f"cluster.container.mounts.{i}", m) for i, m in enumerate(cluster.container.mounts)]
+            srun_args.append(f"--container-mounts={','.join(mounts)}")
     return {
         "ftc_version": plan.ftc_version,
         "run_id": plan.run_id,
