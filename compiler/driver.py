@@ -11,7 +11,7 @@ from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun, compile_job
 from ftc.compiler.report import summary, sweep_line
-from ftc.compiler.submit.folder import write_run
+from ftc.compiler.submit.folder import write_run, write_runs
 
 
 def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
@@ -57,8 +57,7 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
 
         return submit_run(run, job)
     request, points = compile_sweep(overrides)
-    for _, run in points:
-        write_run(run)
+    write_runs([run for _, run in points])
     if request.dry_run:
         print(f"sweep: {len(points)} point(s), one run folder each")
         for index, (point, run) in enumerate(points):

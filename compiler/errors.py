@@ -9,5 +9,9 @@ class UserError(Exception):
     """
 
     def __init__(self, *problems: str):
-        self.problems = [p for p in problems if p]
+        # One line each, whatever a value held: control characters are shown escaped, never printed raw.
+        self.problems = [p.translate(_ESCAPES) for p in problems if p]
         super().__init__("\n".join(self.problems))
+
+
+_ESCAPES = {c: ascii(chr(c))[1:-1] for c in (*range(32), 127)}

@@ -48,6 +48,10 @@ def describe(fmt: str) -> str:
     return f"{fmt} {{{', '.join(json.dumps(f) for f in FIELDS[fmt])}}}"
 
 
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _type(value: object) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -113,7 +117,10 @@ def _string(row: dict, field: str, where: str = "") -> str | int:
         return f'{where}field "{field}" must be a string, got {_type(value)}'
     if not value.strip():
         return f'{where}field "{field}" is empty'
-    return len(value.encode("utf-8"))
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        return f'{where}field "{field}" holds a lone surrogate {ascii(value[exc.start])} (\\u escapes must pair up)'
 
 
 def _strings(row: dict, fields: tuple[str, ...]) -> list[int] | str:
@@ -236,9 +243,13 @@ class _Check:
         if not text.strip():
             return "blank line (NDJSON has none; delete it)"
         try:
-            row = json.loads(text)
+            row = json.loads(text, parse_constant=_not_json)
         except json.JSONDecodeError as exc:
             return f"not valid JSON ({exc.msg} at column {exc.colno})"
+        except ValueError as exc:  # NaN, Infinity: Python reads them, JSON has none
+            return f"not valid JSON ({exc})"
+        except RecursionError:
+            return "not a flat row: arrays or objects nested too deeply"
         if not isinstance(row, dict):
             return f"expected a JSON object, got {_type(row)}"
         if self.format is None:

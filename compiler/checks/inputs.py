@@ -47,6 +47,8 @@ def check_output_root(root: str, run_dir: str | None = None) -> None:
         stats = os.statvfs(existing)
     except OSError as exc:
         raise UserError(f"output_root: cannot inspect {existing}: {_why(exc)}") from None
+    if stats.f_blocks == 0:
+        raise UserError(f"output_root: {existing} is on a pseudo filesystem (like /proc), not a disk")
     if stats.f_flag & os.ST_RDONLY:
         raise UserError(f"output_root: {existing} is on a read-only filesystem")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -84,6 +86,8 @@ def check_readable_folder(field: str, path: str) -> None:
         raise UserError(f"{field}: {path} is not a folder")
     if not os.access(path, os.R_OK | os.X_OK):
         raise UserError(f"{field}: {path} is not readable by this user")
+    if os.statvfs(path).f_blocks == 0:
+        raise UserError(f"{field}: {path} is on a pseudo filesystem (like /proc), not a dataset folder")
     for _ in _walk(field, path):
         pass
 
@@ -174,6 +178,12 @@ def check_inputs(job: JobConfig) -> None:
     """Every path the request names, and the reward it names, as the login node can see them."""
     check_output_root(job.output_root)
     check_readable_folder("data.path", job.data.path)
+    for split in ("training", "validation"):
+        if not os.path.isdir(os.path.join(job.data.path, split)):
+            loose = [e.name for e in os.scandir(job.data.path) if e.name.endswith((".jsonl", ".ndjson"))]
+            hint = f"; move {', '.join(sorted(loose)[:3])} from the folder itself into them" if loose else ""
+            raise UserError(f"data.path: {job.data.path} has no {split}/ folder; a dataset folder holds "
+                            f"training/ and validation/ with .jsonl or .ndjson files (NeMo's layout){hint}")
     if job.data.replay.path:
         path = job.data.replay.path
         if os.path.isdir(path):
@@ -197,13 +207,18 @@ def model_path_warnings(job: JobConfig) -> list[str]:
     path = model.path
     if not os.path.isabs(path):
         return [f"model.path: {path} is not an absolute path on this node, so its weights cannot be checked here"]
-    parent = os.path.dirname(os.path.normpath(path))
-    if not os.path.isdir(parent):
-        missing = parent
-        while not os.path.isdir(os.path.dirname(missing)):
-            missing = os.path.dirname(missing)
-        return [f"model.path: cannot check {path} from this node ({missing} is not here); "
-                "the job fails if the weights are not on the compute nodes"]
-    if not os.path.isdir(path):
-        raise UserError(f"model.path: no such folder: {path} (its parent {parent} exists on this node)")
-    return []
+    path = os.path.normpath(path)
+    if os.path.isdir(path):
+        return []
+    existing = os.path.dirname(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"model.path: no such folder: {path} ({existing} is not a folder)")
+    if existing == os.path.dirname(path) or os.path.lexists(path):
+        raise UserError(f"model.path: no such folder: {path} (its parent {existing} exists on this node)")
+    missing = path
+    while os.path.dirname(missing) != existing:
+        missing = os.path.dirname(missing)
+    return [f"model.path: cannot check {path} from this node ({missing} is not here); "
+            "the job fails if the weights are not on the compute nodes"]

@@ -47,7 +47,21 @@ def parse_overrides(args: Sequence[str]):
     try:
         return _parser().parse_overrides(list(args))
     except OverrideParseException as exc:
+        bad = next((a for a in args if not _parses(a)), "")
+        key = bad.split("=", 1)[0].lstrip("+~") if "=" in bad else ""
+        if key and GROUP_OPTION.fullmatch(key.replace("/", ".").replace("@", ".")):
+            raise UserError(f"{key}: cannot read the value of {bad!r}; quote it: {key}='...'") from None
         raise UserError(f"override: {str(exc).splitlines()[0]}") from None
+
+
+def _parses(arg: str) -> bool:
+    from hydra.errors import OverrideParseException
+
+    try:
+        _parser().parse_overrides([arg])
+        return True
+    except OverrideParseException:
+        return False
 
 
 def expand_sweep(args: Sequence[str]) -> list[list[str]]:

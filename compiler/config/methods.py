@@ -107,7 +107,7 @@ class Reward(Strict):
             except re.error as exc:
                 raise ValueError(f"pattern is not a valid regex: {exc}") from None
         if self.kind == "function" and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", self.function or "", re.ASCII):
-            raise ValueError(f"function must be 'module:function' (got {self.function!r})")
+            raise ValueError(f"method.reward.function: must be 'module:function' (got {self.function!r})")
         return self
 
 

@@ -14,7 +14,7 @@ FIELD_PREFIX = re.compile(r"^[a-z_]+(\.[a-z_]+)+: ")
 
 
 def _dotted(loc: tuple) -> str:
-    parts = [str(p) for p in loc]
+    parts = [str(p) for p in loc if p != "[key]"]
     # A discriminated union puts its tag in the path: method.lora.lora.adapter_dim -> method.lora.adapter_dim
     if len(parts) >= 2 and parts[0] == "method" and parts[1] in METHOD_TAGS:
         parts.pop(1)
@@ -41,7 +41,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     for error in exc.errors():
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # `int | 'auto'` unions report one error per branch; the field is what matters.
-        loc = tuple(p for p in loc if p not in ("int", "bool", "str", "literal['auto']", "float"))
+        loc = tuple(p for p in loc if p not in ("int", "bool", "str", "float") and not str(p).startswith("literal["))
         field, message = _dotted(loc), _message(error)
         if FIELD_PREFIX.match(message):  # a cross-field check names its own field
             field, message = message.split(": ", 1)

@@ -18,7 +18,8 @@ from ftc.compiler.errors import UserError
 
 SLURM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+@-]{0,127}")
 OPTION_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}")
-# Options ftc sets itself: sbatch_extra may not set them a second time (the last one would win).
+# Options ftc sets itself (sbatch_extra may not set them a second time: the last one would win), and
+# those that change what the script is (a heterogeneous job, another command, an array, another folder).
 FTC_OPTIONS = frozenset(("job-name", "partition", "nodes", "ntasks-per-node", "gres", "gpus-per-node",
                          "cpus-per-task", "time", "account", "qos", "constraint", "output", "open-mode",
                          "signal", "requeue", "array", "error", "wrap", "hetjob", "packjob", "chdir"))
@@ -60,7 +61,7 @@ def extra_option(key: object) -> str:
     if not OPTION_NAME.fullmatch(text):
         raise UserError(f"{field}: must be an sbatch long option name like mail-type (got {text!r})")
     if text in FTC_OPTIONS:
-        raise UserError(f"{field}: ftc sets --{text} itself; it cannot come from sbatch_extra")
+        raise UserError(f"{field}: --{text} is ftc's to set (or changes what the script is); not from sbatch_extra")
     return text
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.runfolder import write_atomic
 
@@ -17,18 +19,34 @@ def _umask() -> int:
     return mask
 
 
-def write_run(run: CompiledRun) -> Path:
-    """Create the run folder whole (temp folder + rename), or refresh the plan files of an existing one.
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it created (deepest last), so a failure can take them back."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    created = []
+    for path in reversed(missing):
+        path.mkdir()
+        created.append(path)
+    return created
 
-    An existing folder keeps what earlier submissions left there (job records, checkpoints): the
-    compiled files of the same run id are byte-identical, so rewriting them changes nothing.
-    """
+
+def _remove_created(paths: Iterable[Path]) -> None:
+    for path in sorted(paths, key=lambda p: len(p.parts), reverse=True):
+        try:
+            path.rmdir()  # only ever empty folders this call made
+        except OSError:
+            pass
+
+
+def _write_one(run: CompiledRun, created: list[Path]) -> Path:
     run_dir = Path(run.plan.run_dir)
     if run_dir.is_dir():
         for name, text in run.files.items():
             write_atomic(run_dir / name, text)
         return run_dir
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    created += _make_parents(run_dir.parent)
     tmp = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}."))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
@@ -40,3 +58,33 @@ def write_run(run: CompiledRun) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return run_dir
+
+
+def write_runs(runs: list[CompiledRun]) -> list[Path]:
+    """Create every run folder whole (temp folder + rename), or refresh the plan files of existing ones.
+
+    An existing folder keeps what earlier submissions left there (job records, checkpoints): the
+    compiled files of the same run id are byte-identical, so rewriting them changes nothing. When a
+    write fails (a full or read-only disk, no permission) the folders this call created are removed
+    again, so nothing partial is left, and the failure is one line naming output_root.
+    """
+    created: list[Path] = []
+    new_runs: list[Path] = []
+    try:
+        written = []
+        for run in runs:
+            fresh = not Path(run.plan.run_dir).is_dir()
+            written.append(_write_one(run, created))
+            if fresh:
+                new_runs.append(written[-1])
+        return written
+    except OSError as exc:
+        for run_dir in new_runs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_created(created)
+        where = exc.filename or (runs[0].plan.run_dir if runs else "")
+        raise UserError(f"output_root: cannot write {where}: {exc.strerror or exc}; nothing was written") from None
+
+
+def write_run(run: CompiledRun) -> Path:
+    return write_runs([run])[0]
