@@ -151,7 +151,7 @@ class Container(Strict):
     @model_validator(mode="after")
     def _image(self) -> "Container":
         if self.kind != "none" and not self.image:
-            raise ValueError(f"container kind {self.kind} needs cluster.container.image")
+            raise ValueError(f"cluster.container.image: container kind {self.kind} needs cluster.container.image")
         return self
 
 
@@ -170,7 +170,8 @@ class ClusterConfig(Strict):
     container: Container = Field(default_factory=Container)
     setup: list[str] = Field(default_factory=list, description="admin shell lines run before the launch (module load ...)")
     env: dict[EnvName, ShellText] = Field(default_factory=dict, description="environment exported in the job")
-    sbatch_extra: dict[str, ShellText] = Field(default_factory=dict, description="extra #SBATCH directives admins allow")
+    sbatch_extra: dict[str, ShellText | None] = Field(
+        default_factory=dict, description="extra #SBATCH directives admins allow; null: an option without a value")
     template_dir: str | None = Field(None, description="folder of Jinja2 templates that override ftc's blocks")
     array_parallelism: int = Field(8, ge=1, description="K in --array=0-N%K for sweeps")
     requeue_signal_seconds: int = Field(300, ge=30, le=65535, description="Slurm sends USR1 this long before the time limit")

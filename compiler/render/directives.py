@@ -18,11 +18,17 @@ from ftc.compiler.errors import UserError
 
 SLURM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+@-]{0,127}")
 OPTION_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}")
-# Options ftc sets itself (sbatch_extra may not set them a second time: the last one would win), and
-# those that change what the script is (a heterogeneous job, another command, an array, another folder).
-FTC_OPTIONS = frozenset(("job-name", "partition", "nodes", "ntasks-per-node", "gres", "gpus-per-node",
-                         "cpus-per-task", "time", "account", "qos", "constraint", "output", "open-mode",
-                         "signal", "requeue", "array", "error", "wrap", "hetjob", "packjob", "chdir"))
+# The sbatch options a site may add with sbatch_extra (Slurm 22.05's, less those ftc sets itself and
+# those that change what the script is: a heterogeneous job, another command, an array, another user).
+# An option outside this list is refused by name rather than failing in sbatch.
+SBATCH_EXTRA_OPTIONS = frozenset("""
+    acctg-freq bb bbf begin cluster-constraint clusters comment container contiguous core-spec cores-per-socket
+    cpu-freq cpus-per-gpu deadline delay-boot distribution exclude exclusive export extra-node-info gpu-bind
+    gpu-freq gpus gpus-per-socket gpus-per-task gres-flags hint hold kill-on-invalid-dep licenses mail-type
+    mail-user mcs-label mem mem-bind mem-per-cpu mem-per-gpu mincpus network nice nodelist ntasks-per-core
+    ntasks-per-gpu ntasks-per-socket overcommit oversubscribe power priority profile propagate reboot reservation
+    sockets-per-node spread-job switches thread-spec threads-per-core time-min tmp use-min-nodes wckey
+""".split())
 
 
 def slurm_text(field: str, value: object) -> str:
@@ -60,8 +66,19 @@ def extra_option(key: object) -> str:
     field = f"cluster.sbatch_extra.{text}"
     if not OPTION_NAME.fullmatch(text):
         raise UserError(f"{field}: must be an sbatch long option name like mail-type (got {text!r})")
-    if text in FTC_OPTIONS:
-        raise UserError(f"{field}: --{text} is ftc's to set (or changes what the script is); not from sbatch_extra")
+    if text not in SBATCH_EXTRA_OPTIONS:
+        raise UserError(f"{field}: not an sbatch option a site may add (ftc sets the job's shape, log and name "
+                        f"itself; see SBATCH_EXTRA_OPTIONS in compiler/render/directives.py)")
+    return text
+
+
+def extra_value(key: str, value: object | None) -> str | None:
+    """An sbatch_extra value: None for an option without one (exclusive: null), else non-empty text."""
+    if value is None:
+        return None
+    text = slurm_text(f"cluster.sbatch_extra.{key}", value)
+    if not text:
+        raise UserError(f"cluster.sbatch_extra.{key}: empty value; give one, or null for an option without a value")
     return text
 
 

@@ -91,7 +91,7 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
         ("signal", f"B:USR1@{cluster.requeue_signal_seconds}"),
         ("requeue", None),
     ]
-    directives += sorted((slurm.extra_option(key), slurm.slurm_text(f"cluster.sbatch_extra.{key}", value) or None)
+    directives += sorted((slurm.extra_option(key), slurm.extra_value(key, value))
                          for key, value in cluster.sbatch_extra.items())
     return directives
 
@@ -115,7 +115,8 @@ def _context(plan: Plan) -> dict:
         "env": sorted(cluster.env.items()),
         "setup_lines": [ShellRaw(line) for line in cluster.setup],
         "srun_args": srun_args,
-        "apptainer_image": cluster.container.image if cluster.container.kind == "apptainer" else None,
+        "apptainer_image": slurm.slurm_text("cluster.container.image", cluster.container.image)
+        if cluster.container.kind == "apptainer" else None,
         "nproc_per_node": plan.topology.gpus_per_node,
         "rdzv_port": RDZV_PORT,
         "stop_file": STOP_FILE,
