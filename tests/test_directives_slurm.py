@@ -91,9 +91,10 @@ SRUN_FIELDS = ("cluster.srun_mpi", "cluster.container.image", "cluster.container
 def base(tmp_path_factory):
     """The resolved config of a GPU job on the CI site, as Hydra composes it."""
     require_slurm()
-    os.environ["FTC_SITE_CONFIG"] = str(CI_SITE)
     root = tmp_path_factory.mktemp("directives")
-    _, resolved = load_job(["cluster=ci", "model=llama8b", f"output_root={root / 'runs'}"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FTC_SITE_CONFIG", str(CI_SITE))
+        _, resolved = load_job(["cluster=ci", "model=llama8b", f"output_root={root / 'runs'}"])
     return root, resolved
 
 

@@ -50,7 +50,7 @@ def parse_overrides(args: Sequence[str]):
         bad = next((a for a in args if not _parses(a)), "")
         key = bad.split("=", 1)[0].lstrip("+~") if "=" in bad else ""
         if key and GROUP_OPTION.fullmatch(key.replace("/", ".").replace("@", ".")):
-            raise UserError(f"{key}: cannot read the value of {bad!r}; quote it: {key}='...'") from None
+            raise UserError(f"{key}: not a valid override: cannot read the value in {bad!r}; quote it: {key}='...'") from None
         raise UserError(f"override: {str(exc).splitlines()[0]}") from None
 
 
