@@ -57,26 +57,38 @@ def check_output_root(root: str, run_dir: str | None = None) -> None:
         raise UserError(f"output_root: the filesystem holding {existing} is full")
 
 
+GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF)  # what pathlib's is_file() reads as "no file"
+
+
 def _walk(field: str, folder: str):
-    """Every entry under `folder`, bounded, with unreadable entries as a one-line error."""
+    """Every entry under `folder`, bounded. As the compiler's own walk (pathlib's rglob) does, a folder
+    it may not list is skipped and a dangling link is no file; an entry that cannot be looked at is an
+    error here, as one line, rather than a traceback there."""
     seen = 0
     stack = [folder]
     while stack:
         current = stack.pop()
         try:
-            with os.scandir(current) as entries:
-                for entry in entries:
-                    seen += 1
-                    if seen > MAX_WALKED:
-                        raise UserError(f"{field}: more than {MAX_WALKED:,} entries under {folder}; "
-                                        "point it at the dataset's own folder")
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        entry.stat()  # a dangling or forbidden entry fails here, not later
-                    yield entry
+            entries = list(os.scandir(current))
+        except PermissionError:
+            continue
         except OSError as exc:
-            raise UserError(f"{field}: cannot read {exc.filename or current}: {_why(exc)}") from None
+            raise UserError(f"{field}: cannot read {current}: {_why(exc)}") from None
+        for entry in entries:
+            seen += 1
+            if seen > MAX_WALKED:
+                raise UserError(f"{field}: more than {MAX_WALKED:,} entries under {folder}; "
+                                "point it at the dataset's own folder")
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    entry.stat()
+            except OSError as exc:
+                if exc.errno in GONE:
+                    continue
+                raise UserError(f"{field}: cannot read {entry.path}: {_why(exc)}") from None
+            yield entry
 
 
 def check_readable_folder(field: str, path: str) -> None:
@@ -179,7 +191,12 @@ def check_inputs(job: JobConfig) -> None:
     check_output_root(job.output_root)
     check_readable_folder("data.path", job.data.path)
     for split in ("training", "validation"):
-        if not os.path.isdir(os.path.join(job.data.path, split)):
+        folder = os.path.join(job.data.path, split)
+        unreadable = [e.path for e in _walk("data.path", folder) if e.is_file() and not os.access(e.path, os.R_OK)] \
+            if os.path.isdir(folder) else []
+        if unreadable:
+            raise UserError(f"data.path: {unreadable[0]} is not readable by this user")
+        if not os.path.isdir(folder):
             loose = [e.name for e in os.scandir(job.data.path) if e.name.endswith((".jsonl", ".ndjson"))]
             hint = f"; move {', '.join(sorted(loose)[:3])} from the folder itself into them" if loose else ""
             raise UserError(f"data.path: {job.data.path} has no {split}/ folder; a dataset folder holds "
