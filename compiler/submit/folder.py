@@ -38,5 +38,7 @@ def write_run(run: CompiledRun) -> Path:
         os.rename(tmp, run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if run_dir.is_dir():  # an identical command made the same folder first: use that one
+            return write_run(run)
         raise
     return run_dir
