@@ -160,7 +160,8 @@ def test_resolve_by_id_prefix_and_job(tmp_path):
         folder.mkdir(parents=True)
         (folder / "plan.json").write_text(json.dumps({"run_id": run_id, "job": {"name": "demo"}}))
         if job:
-            (folder / "job.json").write_text(json.dumps({"executor": "slurm", "job": job, "job_id": "7"}))
+            (folder / "job.json").write_text(json.dumps({"executor": "slurm", "job": job, "job_id": "7",
+                                                         "array_index": int(job[-1]), "sweep": str(tmp_path)}))
     assert [p.name for p in jobs.resolve("abc123", tmp_path)] == ["abc123"]
     assert [p.name for p in jobs.resolve("xy", tmp_path)] == ["xyz789"]
     assert [p.name for p in jobs.resolve("7_1", tmp_path)] == ["abd456"]

@@ -56,8 +56,10 @@ def _candidates(folders: list[Path]) -> str:
 
 def _one_array(folders: list[Path]) -> bool:
     """Runs named together by a Slurm job id must be the tasks of one sweep's job array."""
-    jobs = {(r or {}).get("job_id") for r in (records.read_record(f) for f in folders)}
-    return len(jobs) == 1 and None not in jobs
+    found = [records.read_record(f) or {} for f in folders]
+    tasks = [r.get("array_index") for r in found]
+    return (len({r.get("job_id") for r in found}) == 1 and None not in tasks and len(set(tasks)) == len(tasks)
+            and all(r.get("sweep") for r in found))
 
 
 def resolve(query: str, root: Path) -> list[Path]:
