@@ -164,6 +164,9 @@ def _slurm_view(view: RunView, answer: slurm.StatusAnswer) -> None:
         view.state, view.reason = slurm_state(info)
         view.source, view.elapsed_s = info.source, seconds(info.elapsed)
         _remember(view, info)
+        end = _end_record(view) if view.state == "failed" and view.reason == "failed" else None
+        if end is not None and end["state"] == "failed":
+            view.reason = f"exit code {end['exit_code']}"
         return
     end = _end_record(view)
     if end is not None and end["state"] != "requeued":

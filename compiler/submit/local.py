@@ -182,7 +182,16 @@ def _prepare(plan: Plan) -> tuple[Path, Path]:
     return run_dir, run_dir / LOG
 
 
+def _until_exec(pid: int, run_dir: Path, seconds: float = 10.0) -> None:
+    """Wait until the child runs ftc's own command line: until then /proc shows the forked `ftc`,
+    and an identical command checking under the lock would take the run for dead."""
+    deadline = time.monotonic() + seconds
+    while not ours(pid, run_dir) and _start_ticks(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _record(run_dir: Path, pid: int, log: Path, detach: bool) -> None:
+    _until_exec(pid, run_dir)
     write_record(run_dir, new_record(run_dir, "local", job=f"local:{pid}", pid=pid, pgid=pid,
                                      start_ticks=_start_ticks(pid), log=str(log), detach=detach,
                                      script=str(run_dir / "job.sbatch")))

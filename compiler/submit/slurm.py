@@ -189,7 +189,10 @@ def job_infos(refs: list[str], timeout: int = STATUS_TIMEOUT) -> StatusAnswer:
         found.update(_parse_table("JobID|State|Reason|Elapsed|ExitCode", acct_out, "sacct"))
     silent = []
     if queue_rc == 0:
-        found.update(_parse_table("JobID|State|Reason|Elapsed", queue_out, "squeue"))
+        for ref, info in _parse_table("JobID|State|Reason|Elapsed", queue_out, "squeue").items():
+            remembered = found.get(ref)  # squeue has no exit code; sacct, when it has caught up, does
+            code = remembered.exit_code if remembered is not None and remembered.state == info.state else ""
+            found[ref] = JobInfo(info.state, info.reason, info.elapsed, code, info.source)
     elif queue_rc == 124 or any(marker in queue_err for marker in UNREACHABLE):
         silent.append(f"Slurm's controller does not answer (squeue, {timeout} s); "
                       "showing the last known states (check with: scontrol ping)")
