@@ -225,6 +225,9 @@ def test_status_without_sacct(site, jobs, tmp_path):
     assert detail.err.strip() == "ftc: squeue failed: Slurm accounting storage is disabled"
     (run_dir / "logs" / "job-end.json").unlink()
     detail = site.ftc("status", run_dir.name, PATH=path)
+    assert "state      completed [from last known, " in detail.out, detail.out + detail.err
+    (run_dir / "logs" / "slurm-last-known.json").unlink()
+    detail = site.ftc("status", run_dir.name, PATH=path)
     assert "state      completed [from status.json" in detail.out, detail.out + detail.err
 
 
