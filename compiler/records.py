@@ -1,34 +1,271 @@
-"""The records ftc writes into a run folder about its jobs (job.json), and reading them back.
+"""The records in a run folder (job.json, status.json, eval.json, outputs.json, logs/local-exit.json), read as input.
 
-The submitters write them, the run commands read them; both sides import this light module.
+A run folder is data anyone with write access can change, so every record is read like user input:
+a regular file inside the folder (no symlink, FIFO or device), of bounded size, parsed as JSON and
+validated by a schema. A job id that goes to scancel must look like a Slurm job id; a pid must be a
+pid. A damaged record is a problem line naming the file and field, never a traceback. The
+submitters write job.json, the run commands read them all; both sides import this light module.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ftc.compiler.runfolder import write_atomic
 
 JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
+EVAL_FILE = "eval.json"
+OUTPUTS_FILE = "outputs.json"
+LOCAL_EXIT_FILE = "logs/local-exit.json"
+JOB_END_FILE = "logs/job-end.json"  # written by the job script's last lines (templates/job.sbatch.j2)
+PLAN_FILE = "plan.json"
+RECORD_LIMIT = 1 << 20  # bytes; ftc's own records are a few KiB
+PLAN_LIMIT = 16 << 20
+
+SLURM_JOB_ID = r"^[0-9]{1,12}$"
+SLURM_REF = r"^[0-9]{1,12}(_([0-9]{1,9}|\[[0-9,%-]{1,64}\]))?$"  # 12, 12_3, 12_[0-3%2]
+LOCAL_REF = r"^local:[0-9]{1,10}$"
+
+Text = Annotated[str, Field(max_length=4096)]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+JobRef = Annotated[str, Field(pattern=f"{SLURM_REF}|{LOCAL_REF}")]
+Pid = Annotated[int, Field(gt=1, lt=1 << 22)]
+
+
+class RecordError(Exception):
+    """A record that cannot be used: `file: field: reason`, one line."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class JobRecord(_Record):
+    """job.json: the last job that ran this run folder, and the earlier ones."""
+
+    executor: Literal["slurm", "local"]
+    job: JobRef | None = None
+    job_id: Annotated[str, Field(pattern=SLURM_JOB_ID)] | None = None
+    array_index: Annotated[int, Field(ge=0, lt=1 << 24)] | None = None
+    sweep: Text | None = None
+    submitted_at: Text | None = None
+    previous: Annotated[list[JobRef], Field(max_length=10_000)] = []
+    script: Text | None = None
+    script_sha256: Sha256 | None = None
+    run_script_sha256: Sha256 | None = None
+    submitted_file: Text | None = None
+    log: Text | None = None
+    pid: Pid | None = None
+    pgid: Pid | None = None
+    start_ticks: Annotated[int, Field(ge=0)] | None = None
+    detach: bool = False
+    cancelled: bool = False
+    cancelled_at: Text | None = None
+
+    @model_validator(mode="after")
+    def _job_fits_executor(self):
+        import re
+
+        if self.executor == "slurm" and self.job is not None and not re.match(SLURM_REF, self.job):
+            raise ValueError(f"job: {self.job!r} is not a Slurm job id")
+        if self.executor == "local" and self.pid is None:
+            raise ValueError("pid: a local record needs the pid it started")
+        return self
+
+
+class RunStatusRecord(_Record):
+    """status.json, written by the runtime; read field by field (a bad field shows as unknown)."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+    state: Literal["running", "completed", "failed", "cancelled", "preempted"] | None = None
+    phase: Text | None = None
+    step: Annotated[int, Field(ge=0)] | None = None
+    max_steps: Annotated[int, Field(ge=0)] | None = None
+    epoch: Number | None = None
+    percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    elapsed_s: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = None
+    eta_s: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = None
+    train_loss: Number | None = None
+    val_loss: Number | None = None
+    best_val_loss: Number | None = None
+    early_stopped: bool | None = None
+    error: Text | None = None
+    stop_reason: Text | None = None
+    checkpoint: Text | None = None
+
+
+class EvalRecord(_Record):
+    model_config = ConfigDict(extra="ignore", strict=False)
+    before: dict[Annotated[str, Field(max_length=200)], Number | None] = {}
+    after: dict[Annotated[str, Field(max_length=200)], Number | None] = {}
+    warnings: Annotated[list[Text], Field(max_length=100)] = []
+
+
+class OutputsRecord(_Record):
+    model_config = ConfigDict(extra="ignore", strict=False)
+    paths: dict[Annotated[str, Field(max_length=200)], Text] = {}
+
+
+class LocalExitRecord(_Record):
+    """logs/local-exit.json, written by the local executor when the launch ends."""
+
+    pid: Pid
+    returncode: Annotated[int, Field(ge=-255, le=255)]
+    interrupted: bool = False
+    finished_at: Text | None = None
+
+
+class JobEndRecord(_Record):
+    """logs/job-end.json, written by the job script after the launch: history without accounting."""
+
+    job: JobRef
+    exit_code: Annotated[int, Field(ge=0, le=255)]
+    state: Literal["completed", "failed", "requeued", "terminated"]
+    finished_at: Text | None = None
+
+
+class LastKnownRecord(_Record):
+    """logs/slurm-last-known.json: Slurm's last answer about the current job, for when it does not answer."""
+
+    job: JobRef
+    state: Annotated[str, Field(pattern=r"^[A-Z_]{1,32}$")]
+    reason: Text = ""
+    elapsed: Annotated[str, Field(pattern=r"^[0-9:-]{0,20}$")] = ""
+    exit_code: Annotated[str, Field(pattern=r"^[0-9:]{0,12}$")] = ""
+    seen_at: Text | None = None
+
+
+def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None) -> str | None:
+    """A regular file's text, or None when absent; RecordError when it is a link, a FIFO, a device,
+    outside `inside`, larger than `limit` or not UTF-8. Opens without following a final symlink
+    and without blocking, so a FIFO or /dev/zero put in its place cannot hang or flood the reader."""
+    path = Path(path)
+    if inside is not None and not is_inside(path, inside):
+        raise RecordError(f"{path}: outside the run folder {inside}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise RecordError(f"{path}: a symbolic link, not a file ftc wrote") from None
+        raise RecordError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RecordError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise RecordError(f"{path}: {info.st_size} bytes, more than the {limit} a record may have")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise RecordError(f"{path}: more than the {limit} bytes a record may have")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """True when `path`, its links resolved, lies within `folder` (also resolved)."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+    except (OSError, ValueError):
+        return False
+
+
+def read_json_file(path: Path, limit: int = RECORD_LIMIT) -> dict | None:
+    """A JSON object from `path` (None when absent); RecordError for anything else."""
+    text = read_text(path, limit)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"{path}: not JSON ({str(exc).splitlines()[0][:120]})") from None
+    except RecursionError:
+        raise RecordError(f"{path}: not JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a JSON object")
+    return data
+
+
+def _problem(path: Path, exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "record"
+    return f"{path}: {field}: {error['msg']}"
+
+
+def parse(path: Path, model: type[_Record], lenient: bool = False) -> tuple[_Record | None, list[str]]:
+    """(record or None, problems). Lenient: fields that do not validate are dropped and named."""
+    try:
+        data = read_json_file(path)
+    except RecordError as exc:
+        return None, [str(exc)]
+    if data is None:
+        return None, []
+    problems: list[str] = []
+    for _ in range(len(model.model_fields) + 1):
+        try:
+            return model.model_validate(data), problems
+        except ValidationError as exc:
+            problems.append(_problem(path, exc))
+            field = exc.errors()[0]["loc"][:1]
+            if not lenient or not field or field[0] not in data:
+                return None, problems
+            data = {k: v for k, v in data.items() if k != field[0]}
+    return None, problems
 
 
 def read_json(path: Path) -> dict | None:
+    """A JSON object, or None when absent or unusable (for callers that only want what is readable)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json_file(path)
+    except RecordError:
         return None
-    return data if isinstance(data, dict) else None
+
+
+def read_plan(run_dir: Path) -> tuple[dict, list[str]]:
+    """plan.json as a dict (validated by the Plan model where it is shown in full)."""
+    try:
+        return read_json_file(Path(run_dir) / PLAN_FILE, PLAN_LIMIT) or {}, []
+    except RecordError as exc:
+        return {}, [str(exc)]
+
+
+def load_job(run_dir: Path) -> tuple[dict | None, list[str]]:
+    record, problems = parse(Path(run_dir) / JOB_FILE, JobRecord)
+    return (record.model_dump() if record else None), problems
 
 
 def read_record(run_dir: Path) -> dict | None:
-    return read_json(Path(run_dir) / JOB_FILE)
+    return load_job(run_dir)[0]
+
+
+def load(run_dir: Path, name: str, model: type[_Record]) -> tuple[dict, list[str]]:
+    """A record other than job.json, field by field: what validates, and what did not."""
+    record, problems = parse(Path(run_dir) / name, model, lenient=True)
+    return (record.model_dump(exclude_none=True) if record else {}), problems
 
 
 def write_record(run_dir: Path, record: dict) -> None:
+    JobRecord.model_validate(record)  # ftc never writes a record it would refuse to read
     write_atomic(Path(run_dir) / JOB_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def write_json_record(path: Path, data: dict) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def now() -> str:

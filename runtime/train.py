@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ftc.runtime: error: {exc}", file=sys.stderr)
         return 2
     status = RunStatus(run_dir)
-    if distributed.is_main():
-        clear_stale_requests(run_dir, started)
+    if distributed.is_main() and not os.environ.get("FTC_RUN_DIR"):  # ftc's launchers clear them before
+        clear_stale_requests(run_dir, started)  # the launch: a stop asked during start-up must stay
     try:
         distributed.init(use_deepspeed=bool(plan.deepspeed))
         code = train(plan, status)

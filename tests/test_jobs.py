@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from ftc.compiler.runs import jobs, runstate
 from ftc.compiler.submit import local, slurm
 from ftc.compiler.submit import submitter as submit
 from ftc.compiler.submit.folder import write_run
-from ftc.compiler.submit.slurm import JobInfo
+from ftc.compiler.submit.slurm import JobInfo, StatusAnswer
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +129,9 @@ def test_states_from_records(slurm_runs, monkeypatch):
     run_dir = Path(slurm_runs[0].plan.run_dir)
     assert runstate.resolve_states([runstate.load(run_dir)])[0].state == "created"
     records.write_record(run_dir, records.new_record(run_dir, "slurm", job="41", job_id="41", array_index=None))
-    monkeypatch.setattr(slurm, "job_infos", lambda refs: {"41": JobInfo("TIMEOUT", source="sacct")})
+    monkeypatch.setattr(slurm, "job_infos", lambda refs: StatusAnswer({"41": JobInfo("TIMEOUT", source="sacct")}, []))
     assert runstate.resolve_states([runstate.load(run_dir)])[0].label == "failed (timeout)"
-    monkeypatch.setattr(slurm, "job_infos", lambda refs: {})
+    monkeypatch.setattr(slurm, "job_infos", lambda refs: StatusAnswer({}, []))
     assert runstate.resolve_states([runstate.load(run_dir)])[0].state == "unknown"
     (run_dir / "status.json").write_text(json.dumps({"state": "completed", "percent": 100.0, "train_loss": 0.5}))
     view = runstate.resolve_states([runstate.load(run_dir)])[0]
@@ -142,13 +144,13 @@ def test_same_run_id_is_not_run_twice(slurm_runs, monkeypatch, capsys):
     plan = slurm_runs[1].plan
     run_dir = Path(plan.run_dir)
     records.write_record(run_dir, records.new_record(run_dir, "slurm", job="50", job_id="50"))
-    monkeypatch.setattr(slurm, "job_infos", lambda refs: {"50": JobInfo("RUNNING")})
+    monkeypatch.setattr(slurm, "job_infos", lambda refs: StatusAnswer({"50": JobInfo("RUNNING")}, []))
     with pytest.raises(UserError) as error:
         submit.still_to_run(plan)
     assert "already running as job 50" in error.value.problems[0]
-    monkeypatch.setattr(slurm, "job_infos", lambda refs: {"50": JobInfo("COMPLETED")})
+    monkeypatch.setattr(slurm, "job_infos", lambda refs: StatusAnswer({"50": JobInfo("COMPLETED")}, []))
     assert submit.still_to_run(plan) is False and "already completed" in capsys.readouterr().out
-    monkeypatch.setattr(slurm, "job_infos", lambda refs: {"50": JobInfo("CANCELLED")})
+    monkeypatch.setattr(slurm, "job_infos", lambda refs: StatusAnswer({"50": JobInfo("CANCELLED")}, []))
     assert submit.still_to_run(plan) is True and "resubmitting" in capsys.readouterr().out
 
 
@@ -158,7 +160,8 @@ def test_resolve_by_id_prefix_and_job(tmp_path):
         folder.mkdir(parents=True)
         (folder / "plan.json").write_text(json.dumps({"run_id": run_id, "job": {"name": "demo"}}))
         if job:
-            (folder / "job.json").write_text(json.dumps({"executor": "slurm", "job": job, "job_id": "7"}))
+            (folder / "job.json").write_text(json.dumps({"executor": "slurm", "job": job, "job_id": "7",
+                                                         "array_index": int(job[-1]), "sweep": str(tmp_path)}))
     assert [p.name for p in jobs.resolve("abc123", tmp_path)] == ["abc123"]
     assert [p.name for p in jobs.resolve("xy", tmp_path)] == ["xyz789"]
     assert [p.name for p in jobs.resolve("7_1", tmp_path)] == ["abd456"]
@@ -182,7 +185,7 @@ def test_status_table_and_detail(root, monkeypatch, capsys):
                                                      "elapsed_s": 75, "train_loss": 1.5, "val_loss": 1.75}))
     (run_dir / "eval.json").write_text(json.dumps({"before": {"exact_match": 0.1}, "after": {"exact_match": 0.4}}))
     (run_dir / "outputs.json").write_text(json.dumps({"paths": {"adapter": str(run_dir / "adapter")}}))
-    monkeypatch.setattr(slurm, "job_infos", lambda refs: {"60": JobInfo("RUNNING", elapsed="00:01:20", source="squeue")})
+    monkeypatch.setattr(slurm, "job_infos", lambda refs: StatusAnswer({"60": JobInfo("RUNNING", elapsed="00:01:20", source="squeue")}, []))
     assert jobs.status_command(["--root", str(root)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if run.plan.run_id in line)
     assert row.split()[:4] == ["shown", run.plan.run_id, "60", "running"] and "50%" in row and "1.75" in row
@@ -194,7 +197,7 @@ def test_status_table_and_detail(root, monkeypatch, capsys):
 
 
 def test_local_states(tmp_path):
-    record = {"executor": "local", "pid": 2**22 + 12345, "start_ticks": 1}
+    record = {"executor": "local", "pid": 4_190_000, "start_ticks": 1}
     exit_file = tmp_path / local.EXIT
     exit_file.parent.mkdir()
     assert local.state(tmp_path, record, {}) == ("failed", "the process ended without an exit record")
@@ -204,5 +207,18 @@ def test_local_states(tmp_path):
     exit_file.write_text(json.dumps({"pid": record["pid"], "returncode": 0, "interrupted": True}))
     assert local.state(tmp_path, record, {}) == ("cancelled", "")
     me = {"pid": os.getpid(), "start_ticks": local._start_ticks(os.getpid())}
-    assert local.state(tmp_path, me, {}) == ("running", "")
-    assert not local.alive({**me, "start_ticks": me["start_ticks"] + 1})  # a reused pid is not our run
+    assert not local.alive(me, tmp_path)  # a live process that is not ftc's runtime or supervisor
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ftc.runtime", str(tmp_path)])
+    try:
+        ours = {"pid": fake.pid, "start_ticks": None}
+        for _ in range(50):
+            ours["start_ticks"] = local._start_ticks(fake.pid)
+            if b"ftc.runtime" in Path(f"/proc/{fake.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.05)
+        assert local.state(tmp_path, ours, {}) == ("running", "")
+        assert not local.alive({**ours, "start_ticks": ours["start_ticks"] + 1}, tmp_path)  # a reused pid
+        assert not local.alive(ours, tmp_path / "other")  # a process of another run folder
+    finally:
+        fake.kill()
+        fake.wait()

@@ -192,3 +192,22 @@ def test_missing_train_extra_is_one_line(local):
                           cwd=local.base, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "ftc: error: the local executor needs the train extra: pip install 'ftc[train]'"
+
+
+def test_eight_identical_detached_submissions_start_one_run(local):
+    """Exactly once: the check and the start happen under the run folder's lock."""
+    args = [sys.executable, "-m", "ftc", f"data.path={local.data}", "name=eight-at-once", "detach=true"]
+    env = {**local.env, "FAKE_TORCHRUN_SECONDS": "20"}
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=local.base, env=env)
+             for _ in range(8)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    started = [out for code, out, err in results if code == 0 and "started run" in out]
+    assert len(started) == 1, results
+    pid = started[0].split("(pid ")[1].split(")")[0]
+    refused = [err for code, out, err in results if code == 2]
+    assert len(refused) == 7 and all(f"already running as job local:{pid}" in err for err in refused), results
+    assert all(len(err.splitlines()) == 1 and "Traceback" not in err for err in refused)
+    run_dir = run_dir_of(started[0])
+    assert local("cancel", run_dir.name).returncode == 0
+    assert len(json.loads((run_dir / "fake-launch.json").read_text())["args"]) > 0
+    assert json.loads((run_dir / "job.json").read_text())["previous"] == []  # one job ever

@@ -221,9 +221,12 @@ def test_status_without_sacct(site, jobs, tmp_path):
         (broken / name).chmod(0o755)
     path = f"{broken}{os.pathsep}{site.env['PATH']}"
     detail = site.ftc("status", run_dir.name, PATH=path)
-    assert "state      completed [from scontrol]" in detail.out, detail.out + detail.err
-    (broken / "scontrol").write_text("#!/bin/sh\nexit 1\n")
-    (broken / "scontrol").chmod(0o755)
+    assert "state      completed [from the job script's end record]" in detail.out, detail.out + detail.err
+    assert detail.err.strip() == "ftc: squeue failed: Slurm accounting storage is disabled"
+    (run_dir / "logs" / "job-end.json").unlink()
+    detail = site.ftc("status", run_dir.name, PATH=path)
+    assert "state      completed [from last known, " in detail.out, detail.out + detail.err
+    (run_dir / "logs" / "slurm-last-known.json").unlink()
     detail = site.ftc("status", run_dir.name, PATH=path)
     assert "state      completed [from status.json" in detail.out, detail.out + detail.err
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -12,18 +14,26 @@ from ftc.compiler.errors import UserError
 from ftc.compiler.runfolder import STOP_FILE
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.runstate import ACTIVE, RunView, clock
+from ftc.compiler.runs.terminal import printable
 from ftc.compiler.submit import slurm
 
 FOLLOW_POLL_S = 1.0
+CELL_CHARS = 60
+DETAIL_CHARS = 1000
+LOG_SHOWN = 8 << 20  # `ftc logs` shows at most the last 8 MiB; `-f` then follows
+LOG_CHUNK = 1 << 20  # bytes copied per read
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(printable(f"{self.prog}: {message}"))
 
 
-def _parse(command: str, args: list[str], run_required: bool, follow: bool = False) -> argparse.Namespace:
+def _parse(command: str, args: list[str], run_required: bool, follow: bool = False,
+           listing: bool = False) -> argparse.Namespace:
     parser = _Parser(prog=f"ftc {command}")
+    if listing:
+        parser.add_argument("--all", action="store_true", help="list dry runs (compiled, never submitted) too")
     parser.add_argument("run", nargs=None if run_required else "?", help="run id, unique prefix, or Slurm job id")
     parser.add_argument("--root", help="output root (default $FTC_OUTPUT_ROOT or ./runs)")
     if follow:
@@ -31,12 +41,37 @@ def _parse(command: str, args: list[str], run_required: bool, follow: bool = Fal
     return parser.parse_args(args)
 
 
+def _check_selector(query: str) -> None:
+    if not query or not query.strip():
+        raise UserError("run: empty; name a run id, a unique prefix of one, or a Slurm job id "
+                        "(ftc status lists them); an empty selector never means all runs")
+    if len(query) > 4096 or any(not c.isprintable() for c in query):
+        raise UserError(f"run: {printable(query, 60)!s} is not a run id, prefix or Slurm job id")
+
+
+def _candidates(folders: list[Path]) -> str:
+    shown = ", ".join(printable(f.name, 40) for f in sorted(folders)[:5])
+    return shown + (f" and {len(folders) - 5} more" if len(folders) > 5 else "")
+
+
+def _one_array(folders: list[Path]) -> bool:
+    """Runs named together by a Slurm job id must be the tasks of one sweep's job array."""
+    found = [records.read_record(f) or {} for f in folders]
+    tasks = [r.get("array_index") for r in found]
+    return (len({r.get("job_id") for r in found}) == 1 and None not in tasks and len(set(tasks)) == len(tasks)
+            and all(r.get("sweep") for r in found))
+
+
 def resolve(query: str, root: Path) -> list[Path]:
     """Run folders named by `query`: a run folder path, a run id, a Slurm job id, or a unique prefix."""
-    if (Path(query) / "plan.json").is_file():
+    _check_selector(query)
+    if (Path(query) / "plan.json").is_file() and os.sep in query:
         return [Path(query).resolve()]
     runs = runstate.find_runs(root)
     exact = [r for r in runs if r.name == query]
+    if len(exact) > 1:
+        raise UserError(f"run: {printable(query)!r} names {len(exact)} run folders ({_candidates(exact)} under "
+                        f"{', '.join(printable(r.parent.relative_to(root)) for r in exact[:3])}); give the folder path")
     if exact:
         return exact
     by_job = []
@@ -44,32 +79,36 @@ def resolve(query: str, root: Path) -> list[Path]:
         record = records.read_record(run) or {}
         if query in (record.get("job"), record.get("job_id"), *record.get("previous", [])):
             by_job.append(run)
+    if len(by_job) > 1 and not _one_array(by_job):
+        raise UserError(f"run: Slurm job {printable(query)} is named by {len(by_job)} run folders "
+                        f"({_candidates(by_job)}); name one run id")
     if by_job:
         return by_job
     prefix = [r for r in runs if r.name.startswith(query)]
     if len(prefix) > 1:
-        names = ", ".join(sorted(r.name for r in prefix)[:5])
-        raise UserError(f"{query!r} matches {len(prefix)} runs ({names}); give more of the run id")
+        raise UserError(f"run: {printable(query)!r} matches {len(prefix)} runs ({_candidates(prefix)}); "
+                        "give more of the run id")
     if not prefix:
-        raise UserError(f"no run matches {query!r} under {root} (give a run id, a unique prefix of one, or a Slurm job id)")
+        raise UserError(f"run: no run matches {printable(query)!r} under {printable(root)} "
+                        "(give a run id, a unique prefix of one, or a Slurm job id)")
     return prefix
 
 
-def _views(query: str | None, root: Path) -> list[RunView]:
-    folders = resolve(query, root) if query else runstate.find_runs(root)
-    return runstate.resolve_states([runstate.load(f) for f in folders])
+def _views(query: str | None, root: Path, notes: list[str] | None = None) -> list[RunView]:
+    folders = resolve(query, root) if query is not None else runstate.find_runs(root)
+    return runstate.resolve_states([runstate.load(f) for f in folders], notes)
 
 
 def _one(query: str, root: Path) -> RunView:
     views = _views(query, root)
     if len(views) > 1:
-        ids = ", ".join(v.run_id for v in views)
-        raise UserError(f"{query!r} names {len(views)} runs (a job array: {ids}); name one run id")
+        ids = ", ".join(printable(v.run_id, 40) for v in views)
+        raise UserError(f"{printable(query)!r} names {len(views)} runs (a job array: {ids}); name one run id")
     return views[0]
 
 
 def _num(value) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def table(views: list[RunView]) -> str:
@@ -77,11 +116,12 @@ def table(views: list[RunView]) -> str:
     rows = [header]
     for v in views:
         percent = v.status.get("percent")
-        rows.append((v.name, v.run_id, v.job, v.label, clock(v.elapsed_s),
-                     f"{percent:.0f}%" if isinstance(percent, (int, float)) else "-",
-                     _num(v.status.get("train_loss")), _num(v.status.get("val_loss"))))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        rows.append(tuple(printable(cell, CELL_CHARS) for cell in (
+            v.name, v.run_id, v.job, v.label, clock(v.elapsed_s),
+            f"{percent:.0f}%" if isinstance(percent, (int, float)) else "-",
+            _num(v.status.get("train_loss")), _num(v.status.get("val_loss")))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def _plan_lines(view: RunView) -> list[str]:
@@ -92,18 +132,14 @@ def _plan_lines(view: RunView) -> list[str]:
 
     try:
         return summary(Plan.model_validate(view.plan)).splitlines()
-    except (ValidationError, TypeError, ValueError):
+    except (ValidationError, TypeError, ValueError, AttributeError, KeyError):
         return [f"run        {view.plan.get('output_name', view.run_id)}", f"run folder {view.run_dir}"]
 
 
-def _eval_lines(data: dict | None) -> list[str]:
-    if not data:
-        return []
+def _eval_lines(data: dict) -> list[str]:
     before, after = data.get("before") or {}, data.get("after") or {}
-    parts = []
-    for key, value in after.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parts.append(f"{key} {_num(before[key])} -> {_num(value)}" if key in before else f"{key} {_num(value)}")
+    parts = [f"{key} {_num(before[key])} -> {_num(value)}" if key in before else f"{key} {_num(value)}"
+             for key, value in after.items() if value is not None]
     lines = [f"eval       {', '.join(parts)}"] if parts else []
     return lines + [f"warning    {w}" for w in data.get("warnings", [])]
 
@@ -119,6 +155,10 @@ def detail(view: RunView) -> str:
             lines.append(f"script     {record.get('script')} (sha256 {record['script_sha256'][:16]})")
     reason = f" ({view.reason})" if view.reason else ""
     lines.append(f"state      {view.state}{reason}" + (f" [from {view.source}]" if view.source else ""))
+    if view.why:
+        lines.append(f"why        {view.why}")
+    if view.error_line:
+        lines.append(f"error      {view.error_line}")
     if status.get("step") is not None:
         lines.append(
             f"progress   {_num(status.get('percent'))}%: step {status.get('step')}/{status.get('max_steps') or '?'}, "
@@ -129,37 +169,59 @@ def detail(view: RunView) -> str:
               (("train", "train_loss"), ("val", "val_loss"), ("best val", "best_val_loss")) if status.get(key) is not None]
     if losses:
         lines.append(f"loss       {', '.join(losses)}")
-    if status.get("error"):
-        lines.append(f"error      {status['error']}")
-    lines += _eval_lines(records.read_json(view.run_dir / "eval.json"))
-    outputs = records.read_json(view.run_dir / "outputs.json") or {}
-    for kind, path in (outputs.get("paths") or {}).items():
-        lines.append(f"output     {kind}: {path}")
-    if record.get("log"):
-        lines.append(f"log        {record['log']}  (ftc logs {view.run_id} -f)")
-    return "\n".join(lines)
+    evaluation, problems = records.load(view.run_dir, records.EVAL_FILE, records.EvalRecord)
+    outputs, more = records.load(view.run_dir, records.OUTPUTS_FILE, records.OutputsRecord)
+    lines += _eval_lines(evaluation)
+    lines += [f"output     {kind}: {path}" for kind, path in (outputs.get("paths") or {}).items()]
+    if view.log is not None:
+        lines.append(f"log        {view.log}  (ftc logs {view.run_id} -f)")
+    lines += [f"damaged    {problem}" for problem in view.problems + problems + more]
+    return "\n".join(printable(line, DETAIL_CHARS) for line in lines)
 
 
 def status_command(args: list[str]) -> int:
-    options = _parse("status", args, run_required=False)
+    options = _parse("status", args, run_required=False, listing=True)
     root = runstate.output_root(options.root)
-    views = _views(options.run, root)
-    if options.run and len(views) == 1:
+    notes: list[str] = []
+    views = _views(options.run, root, notes)
+    if options.run is not None and len(views) == 1:
         print(detail(views[0]))
-    elif views:
-        print(table(views))
     else:
-        print(f"no runs under {root}")
+        drafts = [v for v in views if v.state == "created"]
+        shown = views if options.all else [v for v in views if v.state != "created"]
+        print(table(shown) if shown else f"no submitted runs under {printable(root)}")
+        if drafts and not options.all:
+            print(f"({len(drafts)} more compiled but never submitted, dry runs: ftc status --all lists them)")
+    for note in notes:
+        print(f"ftc: {note}", file=sys.stderr)
     return 0
 
 
-def _copy_new(path: Path, offset: int) -> int:
+def _open_log(path: Path, run_dir: Path) -> int | None:
+    """A descriptor on the log, if it is a regular file inside the run folder; None while absent."""
+    if not records.is_inside(path.parent, run_dir) or path.parent.name != "logs":
+        raise UserError(f"{printable(path)}: not a log inside the run folder {printable(run_dir)}")
     try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UserError(f"{printable(path)}: {'a symbolic link' if path.is_symlink() else exc.strerror}; "
+                        "ftc shows only the job's own log file") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{printable(path)}: not a regular file; ftc shows only the job's own log file")
+    return fd
+
+
+def _copy_new(fd: int | None, offset: int, limit: int = LOG_CHUNK) -> int:
+    """Copy at most `limit` new bytes from `offset`; a log that shrank is read again from its start."""
+    if fd is None:
         return offset
+    size = os.fstat(fd).st_size
+    if size < offset:
+        offset = 0
+    chunk = os.pread(fd, min(limit, max(0, size - offset)), offset)
     if chunk:
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
@@ -169,26 +231,44 @@ def _copy_new(path: Path, offset: int) -> int:
 def logs_command(args: list[str]) -> int:
     options = _parse("logs", args, run_required=True, follow=True)
     view = _one(options.run, runstate.output_root(options.root))
-    if not view.record or not view.record.get("log"):
-        raise UserError(f"run {view.run_id} has no log: it was compiled but never submitted")
-    path = Path(view.record["log"])
-    offset = _copy_new(path, 0)
+    if view.damaged:
+        raise UserError(next(p for p in view.problems if records.JOB_FILE in p))
+    if view.log is None:
+        raise UserError(f"run {printable(view.run_id)} has no log: it was compiled but never submitted")
+    fd = _open_log(view.log, view.run_dir)
+    try:
+        return _show_log(options, view, fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _show_log(options: argparse.Namespace, view: RunView, fd: int | None) -> int:
+    offset = 0
+    if fd is not None and os.fstat(fd).st_size > LOG_SHOWN:
+        offset = os.fstat(fd).st_size - LOG_SHOWN
+        print(f"ftc: showing the last {LOG_SHOWN >> 20} MiB of {printable(view.log)}", file=sys.stderr)
+    while (new := _copy_new(fd, offset)) != offset:
+        offset = new
     if not options.follow:
-        if not path.exists():
-            print(f"no log yet: run {view.run_id} is {view.label}", file=sys.stderr)
+        if fd is None:
+            print(f"no log yet: run {printable(view.run_id)} is {printable(view.label)}", file=sys.stderr)
         return 0
     told = False
     while True:
         view = runstate.resolve_states([runstate.load(view.run_dir)])[0]
-        offset = _copy_new(path, offset)
+        if fd is None:
+            fd = _open_log(view.log, view.run_dir)
+        offset = _copy_new(fd, offset)
         if view.state not in ACTIVE:
             time.sleep(FOLLOW_POLL_S)
-            _copy_new(path, offset)
-            print(f"ftc: run {view.run_id} is {view.label}", file=sys.stderr)
+            while (new := _copy_new(fd, offset)) != offset:
+                offset = new
+            print(f"ftc: run {printable(view.run_id)} is {printable(view.label)}", file=sys.stderr)
             return 0
-        if not told and not path.exists():
+        if not told and fd is None:
             reason = f" ({view.reason})" if view.reason else ""
-            print(f"ftc: waiting for run {view.run_id} to start: {view.state}{reason}", file=sys.stderr)
+            print(printable(f"ftc: waiting for run {view.run_id} to start: {view.state}{reason}"), file=sys.stderr)
             told = True
         time.sleep(FOLLOW_POLL_S)
 
@@ -196,15 +276,18 @@ def logs_command(args: list[str]) -> int:
 def cancel_command(args: list[str]) -> int:
     options = _parse("cancel", args, run_required=True)
     for view in _views(options.run, runstate.output_root(options.root)):
-        record = view.record
+        record, run_id = view.record, printable(view.run_id)
+        if view.damaged:
+            raise UserError(next(p for p in view.problems if records.JOB_FILE in p) +
+                            " (nothing was signalled: ftc cancels only jobs its records name validly)")
         if not record:
-            print(f"run {view.run_id} was never submitted; nothing to cancel")
+            print(f"run {run_id} was never submitted; nothing to cancel")
         elif view.state not in ACTIVE:
-            print(f"run {view.run_id} is already {view.label}; nothing to cancel")
+            print(f"run {run_id} is already {printable(view.label)}; nothing to cancel")
         elif record.get("executor") == "local":
             from ftc.compiler.submit import local
 
-            print(f"run {view.run_id} (local pid {record.get('pid')}): {local.cancel(view.run_dir, record)}")
+            print(f"run {run_id} (local pid {record.get('pid')}): {local.cancel(view.run_dir, record)}")
         else:
             if view.state == "running":
                 (view.run_dir / STOP_FILE).write_text("cancel\n")
@@ -212,5 +295,5 @@ def cancel_command(args: list[str]) -> int:
                 slurm.cancel(record["job"])
             except slurm.SlurmError as exc:
                 raise UserError(f"scancel {record['job']}: {exc}") from None
-            print(f"cancelled run {view.run_id} (Slurm job {record['job']})")
+            print(f"cancelled run {run_id} (Slurm job {record['job']})")
     return 0

@@ -1,8 +1,10 @@
 """Job records and run states: what a run folder plus Slurm (or the local process) say about a run.
 
 A run folder with a plan and no job.json is `created`; otherwise job.json names the last job that
-ran it, and its state comes from Slurm (sacct, then squeue, then scontrol), or for a local run from
-the process and its exit record, with the runtime's status.json as the last word when Slurm forgot.
+ran it, and its state comes from Slurm (one squeue and one sacct for all runs), then the job
+script's own end record, then the last state Slurm gave (kept in the run folder for when the
+controller does not answer), then the runtime's status.json; for a local run from the process and
+its exit record. Every record is read through compiler/records.py: a damaged one is a problem line.
 States use NeMo Customizer's words: created, pending, running, completed, failed, cancelled.
 """
 
@@ -12,10 +14,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftc.compiler.records import JOB_FILE, STATUS_FILE, read_json, read_record
+from ftc.compiler import records
+from ftc.compiler.records import JOB_FILE
+from ftc.compiler.runs import reasons
 from ftc.compiler.submit import slurm
 
 ACTIVE = ("pending", "running")
+LAST_KNOWN_FILE = "logs/slurm-last-known.json"
 
 SLURM_STATES = {
     **dict.fromkeys(("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"), "pending"),
@@ -79,14 +84,20 @@ class RunView:
     reason: str = ""
     source: str = ""
     elapsed_s: float | None = None
+    problems: list[str] = field(default_factory=list)
+    error_line: str = ""
+    why: str = ""
 
     @property
     def run_id(self) -> str:
-        return self.plan.get("run_id", self.run_dir.name)
+        run_id = self.plan.get("run_id")
+        return run_id if isinstance(run_id, str) and run_id else self.run_dir.name
 
     @property
     def name(self) -> str:
-        return (self.plan.get("job") or {}).get("name", self.run_dir.parent.name)
+        job = self.plan.get("job")
+        name = job.get("name") if isinstance(job, dict) else None
+        return name if isinstance(name, str) and name else self.run_dir.parent.name
 
     @property
     def job(self) -> str:
@@ -95,41 +106,114 @@ class RunView:
         return self.record.get("job") or "-"
 
     @property
+    def damaged(self) -> bool:
+        """job.json is there but unusable: nothing may be signalled or resubmitted on its word."""
+        return self.record is None and any(p.startswith(str(self.run_dir / JOB_FILE)) for p in self.problems)
+
+    @property
     def label(self) -> str:
-        return f"{self.state} ({self.reason})" if self.state == "failed" and self.reason else self.state
+        return f"{self.state} ({self.reason})" if self.state in ("failed", "unknown") and self.reason else self.state
+
+    @property
+    def log(self) -> Path | None:
+        """The log this run's job writes, derived from the validated job id (never a path from the record)."""
+        if not self.record or not self.record.get("job"):
+            return None
+        if self.record.get("executor") == "local":
+            return self.run_dir / "logs" / "local.out"
+        return self.run_dir / "logs" / f"slurm-{self.record['job']}.out"
 
 
 def load(run_dir: Path) -> RunView:
     run_dir = Path(run_dir)
-    return RunView(run_dir, read_json(run_dir / "plan.json") or {}, read_record(run_dir),
-                   read_json(run_dir / STATUS_FILE) or {})
+    plan, problems = records.read_plan(run_dir)
+    record, job_problems = records.load_job(run_dir)
+    status, status_problems = records.load(run_dir, records.STATUS_FILE, records.RunStatusRecord)
+    return RunView(run_dir, plan, record, status, problems=problems + job_problems + status_problems)
 
 
-def resolve_states(views: list[RunView]) -> list[RunView]:
-    """Fill in each view's state; one batch of Slurm queries for all Slurm runs."""
+def _end_record(view: RunView) -> dict | None:
+    """The job script's own record of how the current job ended (logs/job-end.json)."""
+    end, problems = records.load(view.run_dir, records.JOB_END_FILE, records.JobEndRecord)
+    view.problems += problems
+    return end if end and end.get("job") == view.record.get("job") else None
+
+
+def _last_known(view: RunView) -> dict | None:
+    known, problems = records.load(view.run_dir, LAST_KNOWN_FILE, records.LastKnownRecord)
+    view.problems += problems
+    return known if known and known.get("job") == view.record.get("job") else None
+
+
+def _remember(view: RunView, info: slurm.JobInfo) -> None:
+    """Keep Slurm's answer in the run folder (only when it changed) for when the controller is down."""
+    known = {"job": view.record["job"], "state": info.state, "reason": info.reason, "exit_code": info.exit_code}
+    old = records.read_json(view.run_dir / LAST_KNOWN_FILE) or {}
+    if {k: old.get(k) for k in known} != known:
+        try:
+            records.write_json_record(view.run_dir / LAST_KNOWN_FILE,
+                                      {**known, "elapsed": info.elapsed, "seen_at": records.now()})
+        except OSError:
+            pass
+
+
+def _slurm_view(view: RunView, answer: slurm.StatusAnswer) -> None:
+    ref = view.record.get("job") or ""
+    info = answer.infos.get(ref)
+    if info is not None:
+        view.state, view.reason = slurm_state(info)
+        view.source, view.elapsed_s = info.source, seconds(info.elapsed)
+        _remember(view, info)
+        end = _end_record(view) if view.state == "failed" and view.reason == "failed" else None
+        if end is not None and end["state"] == "failed":
+            view.reason = f"exit code {end['exit_code']}"
+        return
+    end = _end_record(view)
+    if end is not None and end["state"] != "requeued":
+        view.state, view.reason = reasons.from_job_end(end)
+        view.source = "the job script's end record"
+        return
+    known = _last_known(view) if answer.silent else None
+    if known is not None:
+        info = slurm.JobInfo(known["state"], known.get("reason", ""), known.get("elapsed", ""),
+                             known.get("exit_code", ""), "")
+        view.state, view.reason = slurm_state(info)
+        view.source = f"last known, {known.get('seen_at', '?')}"
+        view.elapsed_s = seconds(info.elapsed)
+        return
+    runtime = view.status.get("state")
+    view.state = RUNTIME_STATES.get(runtime, "unknown")
+    if answer.silent:
+        view.source = "status.json (Slurm does not answer)" if runtime else "nothing: Slurm does not answer"
+    else:
+        view.source = "status.json (Slurm has no record of the job)" if runtime else "nothing: Slurm has no record"
+
+
+def resolve_states(views: list[RunView], notes: list[str] | None = None) -> list[RunView]:
+    """Fill in each view's state; one batch of Slurm queries for all Slurm runs.
+
+    `notes` gets a line for each Slurm client that did not answer."""
     refs = [v.record["job"] for v in views if v.record and v.record.get("executor") == "slurm" and v.record.get("job")]
-    infos = slurm.job_infos(refs) if refs else {}
+    answer = slurm.job_infos(refs) if refs else slurm.StatusAnswer({}, [])
     for view in views:
         record = view.record
         if not record:
+            if view.damaged:
+                view.state, view.reason, view.source = "unknown", "damaged job.json", "nothing: job.json is unusable"
             continue
         if record.get("executor") == "local":
             from ftc.compiler.submit import local
 
-            view.state, view.reason = local.state(view.run_dir, record, view.status)
+            view.state, view.reason = local.state(view.run_dir, record, view.status, view.problems)
             view.source = "local process"
         else:
-            info = infos.get(record.get("job", ""))
-            if info is not None:
-                view.state, view.reason = slurm_state(info)
-                view.source = info.source
-                view.elapsed_s = seconds(info.elapsed)
-            else:
-                runtime = view.status.get("state")
-                view.state = RUNTIME_STATES.get(runtime, "unknown")
-                view.source = "status.json (Slurm has no record of the job)" if runtime else "nothing: Slurm has no record"
+            _slurm_view(view, answer)
         if view.status.get("elapsed_s") is not None and (view.elapsed_s is None or view.state != "running"):
             view.elapsed_s = float(view.status["elapsed_s"])
+        if view.state == "failed":
+            reasons.explain(view)
+    if notes is not None:
+        notes += answer.silent
     return views
 
 

@@ -54,6 +54,11 @@ def _write_one(run: CompiledRun, created: list[Path]) -> Path:
         for name, text in run.files.items():
             (tmp / name).write_text(text)
         os.rename(tmp, run_dir)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if run_dir.is_dir():  # an identical command made the same folder first: use that one
+            return write_run(run)
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,6 +9,8 @@ The training stack is only needed by the child: this module never imports it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -20,13 +22,15 @@ from pathlib import Path
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
-from ftc.compiler.records import new_record, now, read_json, read_record, write_record
+from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord, load, new_record, now, read_record,
+                                  write_record)
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
 LOG = "logs/local.out"
 EXIT = "logs/local-exit.json"
 CANCEL_GRACE_S = 30.0
+SUPERVISOR = "ftc.compiler.submit.local"
 
 
 def launch_command(plan: Plan) -> list[str]:
@@ -52,40 +56,102 @@ def _start_ticks(pid: int) -> int | None:
     """The process's start time from /proc (None: gone or a zombie), to tell it from a reused pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except (OSError, ValueError):
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
-def alive(record: dict) -> bool:
-    pid = record.get("pid")
-    if not pid:
-        return False
-    if Path("/proc/self/stat").exists():
-        ticks = _start_ticks(pid)
-        return ticks is not None and ticks == record.get("start_ticks", ticks)
+def _same_dir(value: str | bytes, run_dir: Path) -> bool:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return bool(value) and os.path.realpath(value) == os.path.realpath(run_dir)
+
+
+def _cmdline(pid: int) -> list[str]:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return []
+
+
+def ours(pid: int, run_dir: Path) -> bool:
+    """True when `pid` is ftc's supervisor or launch of this run folder: its command line names
+    ftc's runtime or supervisor and the run folder (a record cannot point ftc at another process)."""
+    args = _cmdline(pid)
+    return (any(a in (SUPERVISOR, "ftc.runtime") for a in args)
+            and any(_same_dir(a, run_dir) for a in args[1:] if a))
+
+
+def alive(record: dict, run_dir: Path) -> bool:
+    """The recorded process still runs: same pid, same start time, and it is this run's ftc process."""
+    pid, ticks = record.get("pid"), record.get("start_ticks")
+    if not isinstance(pid, int) or pid <= 1 or ticks is None:
         return False
-    except PermissionError:
-        pass
-    return True
+    return _start_ticks(pid) == ticks and ours(pid, run_dir)
 
 
-def state(run_dir: Path, record: dict, status: dict) -> tuple[str, str]:
+def run_processes(run_dir: Path) -> list[int]:
+    """Every live process of this run: those whose environment has FTC_RUN_DIR set to this folder
+    (the supervisor, torchrun and its workers, which torchrun starts in sessions of their own)."""
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(b"FTC_RUN_DIR=") and _same_dir(item[len(b"FTC_RUN_DIR="):], run_dir):
+                if _start_ticks(int(entry.name)) is not None:
+                    found.append(int(entry.name))
+                break
+    return found
+
+
+def _signal_all(run_dir: Path, sig: int) -> list[int]:
+    pids = run_processes(run_dir)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return pids
+
+
+def kill_run(run_dir: Path, rounds: int = 20) -> None:
+    """SIGKILL every process of the run until none is left (a dying torchrun may still fork once)."""
+    for _ in range(rounds):
+        if not _signal_all(run_dir, signal.SIGKILL):
+            return
+        time.sleep(0.1)
+
+
+def _wait_gone(run_dir: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not run_processes(run_dir):
+            return True
+        time.sleep(0.2)
+    return not run_processes(run_dir)
+
+
+def state(run_dir: Path, record: dict, status: dict, problems: list[str] | None = None) -> tuple[str, str]:
     """(Customizer state, reason) of a local run, from the process, its exit record and status.json."""
-    if alive(record):
+    if alive(record, run_dir):
         return "running", ""
-    exit_record = read_json(Path(run_dir) / EXIT) or {}
+    exit_record, exit_problems = load(Path(run_dir), EXIT, LocalExitRecord)
+    if problems is not None:
+        problems += exit_problems
     if exit_record.get("pid") != record.get("pid"):
         exit_record = {}
     runtime = status.get("state")
+    code = exit_record.get("returncode")
+    if runtime == "completed" and code in (0, None) and not exit_problems:
+        return "completed", ""  # a stop that came after the last step changed nothing
     if record.get("cancelled") or exit_record.get("interrupted") or runtime in ("cancelled", "preempted"):
         return "cancelled", ""
-    code = exit_record.get("returncode")
-    if code == 0 or (code is None and runtime == "completed"):
+    if code == 0:
         return "completed", ""
     if code is None:
         return "failed", "the process ended without an exit record"
@@ -106,6 +172,7 @@ def _write_exit(run_dir: Path, pid: int, code: int, interrupted: bool = False) -
 
 
 def _prepare(plan: Plan) -> tuple[Path, Path]:
+    """Called under the run folder's lock, after the check that nothing of this run still runs."""
     if not _has_torch():
         raise UserError(TRAIN_EXTRA)
     run_dir = Path(plan.run_dir)
@@ -115,17 +182,34 @@ def _prepare(plan: Plan) -> tuple[Path, Path]:
     return run_dir, run_dir / LOG
 
 
+def _until_exec(pid: int, run_dir: Path, seconds: float = 10.0) -> None:
+    """Wait until the child runs ftc's own command line: until then /proc shows the forked `ftc`,
+    and an identical command checking under the lock would take the run for dead."""
+    deadline = time.monotonic() + seconds
+    while not ours(pid, run_dir) and _start_ticks(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _record(run_dir: Path, pid: int, log: Path, detach: bool) -> None:
+    _until_exec(pid, run_dir)
     write_record(run_dir, new_record(run_dir, "local", job=f"local:{pid}", pid=pid, pgid=pid,
                                      start_ticks=_start_ticks(pid), log=str(log), detach=detach,
                                      script=str(run_dir / "job.sbatch")))
 
 
-def run(plan: Plan, detach: bool = False) -> int:
-    return background(plan) if detach else foreground(plan)
+def run(plan: Plan, detach: bool = False, started=lambda: None) -> int:
+    """`started()` is called once the process and its job.json exist (the caller's lock may go)."""
+    return background(plan) if detach else foreground(plan, started)
 
 
-def foreground(plan: Plan) -> int:
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent (ftc, or the supervisor) dies, so a killed
+    parent takes torchrun, and through it the workers, along."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def foreground(plan: Plan, started=lambda: None) -> int:
     run_dir, log_path = _prepare(plan)
     interrupts = 0
     child: subprocess.Popen | None = None
@@ -133,23 +217,23 @@ def foreground(plan: Plan) -> int:
     def on_interrupt(signum, frame) -> None:
         nonlocal interrupts
         interrupts += 1
-        if child is None:
-            return
         if interrupts == 1:
-            # The runtime reads the stop file at each step boundary, on every rank together; a
-            # signal would reach torchrun too, which then reports a failure for a clean stop.
+            # The runtime reads the stop file at each step boundary (the first one included), on
+            # every rank together; a signal would reach torchrun too, which then reports a failure.
             _request_stop(run_dir)
             print("\nftc: stopping: the run checkpoints and exits (Ctrl-C again to kill it)", file=sys.stderr)
         else:
-            os.killpg(child.pid, signal.SIGKILL)
+            kill_run(run_dir)
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         with open(log_path, "ab") as log:
             log.write(f"== ftc: local run {plan.run_id} started {now()}\n".encode())
             child = subprocess.Popen(launch_command(plan), env=launch_env(plan), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
             _record(run_dir, child.pid, log_path, detach=False)
+            started()
             print(f"running run {plan.run_id} here (pid {child.pid}); log {log_path}")
             print(f"run folder {run_dir}", flush=True)
             assert child.stdout is not None
@@ -161,8 +245,10 @@ def foreground(plan: Plan) -> int:
             code = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
+        kill_run(run_dir)  # a worker left behind by a torchrun that died, or by an error here, is this run's
     _write_exit(run_dir, child.pid, code, interrupted=interrupts > 0)
-    if interrupts:
+    runtime = load(run_dir, STATUS_FILE, RunStatusRecord)[0].get("state")
+    if interrupts and not (code == 0 and runtime == "completed"):
         print(f"run {plan.run_id} stopped; run the same command again to resume from its last checkpoint")
         return 130
     if code == 0:
@@ -177,7 +263,7 @@ def background(plan: Plan) -> int:
     with open(log_path, "ab") as log:
         log.write(f"== ftc: local run {plan.run_id} started {now()} (detached)\n".encode())
         log.flush()
-        child = subprocess.Popen([sys.executable, "-m", "ftc.compiler.submit.local", str(run_dir), *launch_command(plan)],
+        child = subprocess.Popen([sys.executable, "-m", SUPERVISOR, str(run_dir), *launch_command(plan)],
                                  env=launch_env(plan), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, close_fds=True)
     _record(run_dir, child.pid, log_path, detach=True)
@@ -189,31 +275,26 @@ def background(plan: Plan) -> int:
 
 
 def cancel(run_dir: Path, record: dict) -> str:
-    """The stop file first (the runtime checkpoints at the next step), then SIGTERM, then SIGKILL."""
-    if not alive(record):
+    """The stop file first (the runtime checkpoints at the next step, or its first one), then SIGTERM,
+    then SIGKILL to every process of the run: its environment names the run folder."""
+    run_dir = Path(run_dir)
+    if not alive(record, run_dir) and not run_processes(run_dir):
         return "not running"
     _request_stop(run_dir)
     write_record(run_dir, {**record, "cancelled": True, "cancelled_at": now()})
-    pgid = record.get("pgid") or record["pid"]
-    try:
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if sig is not None:
-                os.killpg(pgid, sig)
-            deadline = time.monotonic() + CANCEL_GRACE_S / 2
-            while alive(record) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if not alive(record):
-                break
-    except ProcessLookupError:
-        pass
+    if not _wait_gone(run_dir, CANCEL_GRACE_S / 2):
+        _signal_all(run_dir, signal.SIGTERM)
+        if not _wait_gone(run_dir, CANCEL_GRACE_S / 2):
+            kill_run(run_dir)
     return "cancelled"
 
 
 def supervise(run_dir: str, command: list[str]) -> int:
     """The detached parent: outlives the `ftc` command and writes the launch's exit code."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: None)
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     code = child.wait()
     record = read_record(Path(run_dir)) or {}
     _write_exit(Path(run_dir), os.getpid(), code, interrupted=bool(record.get("cancelled")))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -138,56 +137,74 @@ def _parse_table(header: str, text: str, source: str) -> dict[str, JobInfo]:
     }
 
 
-def _sacct(refs: list[str]) -> dict[str, JobInfo]:
-    if not have("sacct"):
-        return {}
-    proc = call("sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason,Elapsed,ExitCode", "-j", ",".join(refs))
-    if proc.returncode != 0:
-        return {}
-    return _parse_table("JobID|State|Reason|Elapsed|ExitCode", proc.stdout, "sacct")
+STATUS_TIMEOUT = 3  # seconds per status query: `ftc status` answers within ~2x this with the controller down
+UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
+               "Connection timed out", "Zero Bytes were transmitted")
 
 
-def _squeue(refs: list[str]) -> dict[str, JobInfo]:
-    if not have("squeue"):
-        return {}
-    proc = call("squeue", "-h", "-t", "all", "-j", ",".join(refs), "-o", "%i|%T|%r|%M")
-    if proc.returncode != 0:
-        return {}
-    return _parse_table("JobID|State|Reason|Elapsed", proc.stdout, "squeue")
+@dataclass
+class StatusAnswer:
+    """The states Slurm gave for a set of refs, and a line for each client that did not answer."""
+
+    infos: dict[str, JobInfo]
+    silent: list[str]
 
 
-def _scontrol(ref: str) -> JobInfo | None:
-    if not have("scontrol"):
+def _start(args: list[str], timeout: int) -> subprocess.Popen | None:
+    if not have(args[0]):
         return None
-    proc = call("scontrol", "show", "job", ref)
-    if proc.returncode != 0:
+    try:
+        return subprocess.Popen(["timeout", str(timeout), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True)
+    except OSError:
         return None
-    fields = dict(re.findall(r"(\w+)=(\S*)", proc.stdout))
-    if "JobState" not in fields:
-        return None
-    reason = fields.get("Reason", "")
-    return JobInfo(fields["JobState"], "" if reason == "None" else reason, fields.get("RunTime", ""),
-                   fields.get("ExitCode", ""), "scontrol")
 
 
-def job_infos(refs: list[str]) -> dict[str, JobInfo]:
-    """squeue first (the controller's live view, finished jobs included for MinJobAge), then sacct
-    (lags the controller by a second or two, but remembers), then `scontrol show job`, ref by ref."""
+def _finish(proc: subprocess.Popen | None, timeout: int) -> tuple[int, str, str]:
+    if proc is None:
+        return 127, "", "not found"
+    try:
+        out, err = proc.communicate(timeout=timeout + 2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return 124, out, err
+    return proc.returncode, out, err
+
+
+def job_infos(refs: list[str], timeout: int = STATUS_TIMEOUT) -> StatusAnswer:
+    """One squeue (the controller's live view, finished jobs included for MinJobAge) and one sacct
+    (remembers longer) for all refs, run side by side, each under `timeout` seconds; squeue wins."""
     refs = sorted(set(refs))
+    if not refs:
+        return StatusAnswer({}, [])
+    ids = sorted({ref.split("_")[0] for ref in refs})
+    squeue = _start(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r|%M"], timeout)
+    sacct = _start(["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason,Elapsed,ExitCode", "-j", ",".join(ids)],
+                   timeout)
+    queue_rc, queue_out, queue_err = _finish(squeue, timeout)
+    acct_rc, acct_out, _ = _finish(sacct, timeout)
     found: dict[str, JobInfo] = {}
-    for query in (_squeue, _sacct):
-        missing = [ref for ref in refs if ref not in found]
-        if missing:
-            found.update({ref: info for ref, info in query(missing).items() if ref in missing})
-    for ref in [ref for ref in refs if ref not in found]:
-        info = _scontrol(ref)
-        if info is not None:
-            found[ref] = info
-    return found
+    if acct_rc == 0:
+        found.update(_parse_table("JobID|State|Reason|Elapsed|ExitCode", acct_out, "sacct"))
+    silent = []
+    if queue_rc == 0:
+        for ref, info in _parse_table("JobID|State|Reason|Elapsed", queue_out, "squeue").items():
+            remembered = found.get(ref)  # squeue has no exit code; sacct, when it has caught up, does
+            code = remembered.exit_code if remembered is not None and remembered.state == info.state else ""
+            found[ref] = JobInfo(info.state, info.reason, info.elapsed, code, info.source)
+    elif queue_rc == 124 or any(marker in queue_err for marker in UNREACHABLE):
+        silent.append(f"Slurm's controller does not answer (squeue, {timeout} s); "
+                      "showing the last known states (check with: scontrol ping)")
+    elif queue_rc != 127:
+        silent.append(f"squeue failed: {error_message(queue_err)}")
+    wanted = set(refs)
+    return StatusAnswer({ref: info for ref, info in found.items() if ref in wanted}, silent)
 
 
 def cancel(ref: str) -> None:
-    proc = call("scancel", ref)
+    """scancel one job (or array task); the ref was validated as a job id and goes after `--`."""
+    proc = call("scancel", "--", ref)
     _answered(proc.returncode, "scancel")
     if proc.returncode != 0:
         raise SlurmError(error_message(proc.stderr))

@@ -8,6 +8,7 @@ completed one is not run again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -22,6 +23,7 @@ from ftc.compiler.planning.plan import Plan
 from ftc.compiler.render.sbatch import ShellRaw, environment, sbatch_directives
 from ftc.compiler.runfolder import write_atomic
 from ftc.compiler.runs import runstate
+from ftc.compiler.runs.lock import run_lock, run_locks
 from ftc.compiler.submit import slurm
 
 SWEEP_TEMPLATE = "sweep.sbatch.j2"
@@ -66,6 +68,10 @@ def still_to_run(plan: Plan) -> bool:
     """False for a completed run (nothing to do); raises for one that is pending or running."""
     run_dir = Path(plan.run_dir)
     view = runstate.resolve_states([runstate.load(run_dir)])[0]
+    if view.damaged:
+        problem = next(p for p in view.problems if p.startswith(str(run_dir / records.JOB_FILE)))
+        raise UserError(f"{problem} (ftc will not guess whether its job still runs: check with squeue, "
+                        "then remove or fix the file to submit again)")
     if view.state in runstate.ACTIVE:
         raise UserError(
             f"run {plan.run_id} is already {view.state} as job {view.job}; "
@@ -106,14 +112,23 @@ def _follow_lines(ref: str) -> list[str]:
 
 
 def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
-    """Submit one run; `job` is the validated request, for preflight and detach (default: on, off)."""
-    plan = run.plan
-    if not still_to_run(plan):
-        return 0
-    if plan.job.cluster.executor == "local":
-        from ftc.compiler.submit import local
+    """Submit one run; `job` is the validated request, for preflight and detach (default: on, off).
 
-        return local.run(plan, detach=job is not None and job.detach)
+    The check and the submission happen under the run folder's lock (see runs/lock.py); a local
+    run in the foreground lets go of it once its process and job.json exist."""
+    with contextlib.ExitStack() as held:
+        held.enter_context(run_lock(Path(run.plan.run_dir)))
+        if not still_to_run(run.plan):
+            return 0
+        if run.plan.job.cluster.executor == "local":
+            from ftc.compiler.submit import local
+
+            return local.run(run.plan, detach=job is not None and job.detach, started=held.close)
+        return _submit_slurm(run, job)
+
+
+def _submit_slurm(run: CompiledRun, job: JobConfig | None) -> int:
+    plan = run.plan
     if not slurm.have("sbatch"):
         raise UserError(slurm.NO_SBATCH)
     run_dir = Path(plan.run_dir)
@@ -184,6 +199,11 @@ def submit_sweep(runs: list[CompiledRun], job: JobConfig | None = None) -> int:
     common_directives(runs)
     if not slurm.have("sbatch"):
         raise UserError(slurm.NO_SBATCH)
+    with run_locks([Path(r.plan.run_dir) for r in runs]):
+        return _submit_array(runs, job)
+
+
+def _submit_array(runs: list[CompiledRun], job: JobConfig | None) -> int:
     problems = []
     todo = []
     for run in runs:

@@ -1,0 +1,86 @@
+"""Why a run failed, in words: the job's exit code, Slurm's state, and the first error line of its log."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from ftc.compiler import records
+
+LOG_SCAN_BYTES = 1 << 20  # the tail of the log that is searched (the last attempt of a requeued job)
+EXIT_MEANINGS = {
+    2: "ftc refused the plan or its input",
+    126: "a command could not be executed",
+    127: "command not found: a setup line or the launcher is missing on the node",
+    130: "interrupted",
+    134: "aborted (SIGABRT)",
+    137: "killed by SIGKILL: out of memory, or the kill after a cancel or the time limit",
+    139: "segmentation fault",
+    143: "terminated by SIGTERM",
+}
+STATE_MEANINGS = {
+    "out of memory": "the kernel's OOM killer ended it (ask for more memory, or a smaller micro batch)",
+    "timeout": "the job reached its time limit (the runtime checkpoints at Slurm's warning; resubmit to resume)",
+    "node fail": "a node of the job stopped answering",
+}
+ERROR_LINE = re.compile(
+    r"command not found|No such file or directory|CUDA out of memory|OutOfMemoryError|out of memory|oom[-_ ]kill"
+    r"|^\s*\w+(\.\w+)*(Error|Exception|Interrupt)\b:?|\berror:|Killed|Segmentation fault|DUE TO TIME LIMIT",
+    re.IGNORECASE,
+)
+
+
+
+
+def from_job_end(end: dict) -> tuple[str, str]:
+    """(state, reason) from the job script's end record."""
+    if end["state"] == "completed":
+        return "completed", ""
+    if end["state"] == "terminated":
+        return "cancelled", "terminated by Slurm: scancel, the time limit or preemption"
+    return "failed", f"exit code {end['exit_code']}"
+
+
+def first_error(log: Path, run_dir: Path) -> str:
+    """The first line of the log's tail that reads like an error (`module: command not found`, a
+    Python exception line, `CUDA out of memory`); empty when none. Reads a bounded tail of a regular
+    file inside the run folder only."""
+    try:
+        if not records.is_inside(log, run_dir):
+            return ""
+        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return ""
+        os.lseek(fd, max(0, info.st_size - LOG_SCAN_BYTES), os.SEEK_SET)
+        data = os.read(fd, LOG_SCAN_BYTES)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    for line in data.decode("utf-8", "replace").splitlines():
+        if ERROR_LINE.search(line) and "warning" not in line.lower() and not line.startswith("== ftc"):
+            return line.strip()
+    return ""
+
+
+def meaning(reason: str) -> str:
+    """What a short failure reason (`exit code 137`, `timeout`) means, or empty."""
+    match = re.fullmatch(r"exit code (\d+)", reason)
+    if match:
+        return EXIT_MEANINGS.get(int(match.group(1)), "")
+    return STATE_MEANINGS.get(reason, "")
+
+
+def explain(view) -> None:
+    """What the failure means, and the first error line of the runtime's status or of the log."""
+    view.why = meaning(view.reason)
+    if view.status.get("error"):
+        view.error_line = view.status["error"].splitlines()[0] if view.status["error"] else ""
+    elif view.log is not None:
+        view.error_line = first_error(view.log, view.run_dir)
