@@ -13,8 +13,10 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+import jinja2.runtime
 
 from ftc.compiler.config.gpus import GPUS
+from ftc.compiler.config.sites import site_template_dirs
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE
@@ -38,20 +40,37 @@ def shell_quote(value: object) -> str:
     return shlex.quote(text)
 
 
+class _RenderedBlock(jinja2.runtime.BlockReference):
+    """`{{ super() }}`: a parent block rendered by these same rules (its values already quoted,
+    its raw lines the admin's), so it goes into the script as is rather than being quoted again."""
+
+    def __call__(self) -> str:
+        return ShellRaw(super().__call__())
+
+
+class _ShellContext(jinja2.runtime.Context):
+    def super(self, name, current):  # noqa: A003 (Jinja's name)
+        parent = super().super(name, current)
+        if isinstance(parent, jinja2.runtime.BlockReference):
+            parent.__class__ = _RenderedBlock
+        return parent
+
+
 def builtin_templates() -> Path:
     return Path(str(resources.files("ftc.templates")))
 
 
-@lru_cache(maxsize=16)
 def environment(template_dir: str | None) -> jinja2.Environment:
+    """Templates from cluster.template_dir and the sites' `templates/` folders before ftc's own."""
+    return _environment(tuple(site_template_dirs(template_dir)))
+
+
+@lru_cache(maxsize=16)
+def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
     builtin = jinja2.FileSystemLoader(builtin_templates())
-    loaders: list[jinja2.BaseLoader] = []
-    if template_dir:
-        if not Path(template_dir).is_dir():
-            raise UserError(f"cluster.template_dir: no such folder {template_dir}")
-        loaders.append(jinja2.FileSystemLoader(template_dir))
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(folder) for folder in folders]
     loaders += [jinja2.PrefixLoader({"ftc": builtin}), builtin]
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         finalize=shell_quote,
@@ -59,6 +78,8 @@ def environment(template_dir: str | None) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=False,
     )
+    env.context_class = _ShellContext
+    return env
 
 
 def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, object | None]]:
