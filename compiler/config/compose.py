@@ -137,6 +137,7 @@ def compose_config(args: Sequence[str]) -> tuple[DictConfig, dict]:
 
     overrides = parse_overrides(expand_urn_override(args))
     _refuse_admin_overrides(overrides)
+    _refuse_partition_shell(overrides)
     groups = tuple(o.input_line for o in overrides if _is_group_override(o))
     values = [o for o in overrides if not _is_group_override(o)]
     base, training_options = _split_training_options(groups, tuple(site_folders()))
@@ -179,6 +180,18 @@ def _refuse_admin_overrides(overrides) -> None:
         key = override.key_or_group
         if any(key == field or key.startswith(field + ".") for field in ADMIN_ONLY):
             raise UserError(f"{key}: set in the site's config files, not on the command line (admins own raw shell and guard rails)")
+
+
+PARTITION_SHELL = ("setup", "container_setup", "env", "sbatch_extra")
+
+
+def _refuse_partition_shell(overrides) -> None:
+    """A partition's raw shell and extra directives, like the cluster's, come from site files only."""
+    for override in overrides:
+        parts = override.key_or_group.split(".")
+        if parts[:2] == ["cluster", "partitions"] and (len(parts) < 4 or parts[3] in PARTITION_SHELL):
+            raise UserError(f"{override.key_or_group}: set in the site's config files, not on the command line "
+                            "(admins own raw shell and guard rails)")
 
 
 def resolve(cfg: DictConfig) -> dict:

@@ -12,6 +12,7 @@ from ftc.compiler.checks import guards
 from ftc.compiler.config.fields import slurm_minutes
 from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.config.schema import JobConfig
+from ftc.compiler.errors import UserError
 from ftc.compiler.planning.memory import lora_parameters
 from ftc.compiler.planning.plan import TimeEstimate, Topology
 
@@ -85,8 +86,22 @@ def estimate_time(
     hours = total / (topology.world_size * peak * res.mfu) / 3600
     limit = job.cluster.chosen.max_time if res.time == "auto" else res.time
     _, requeues = sbatch_time(hours, limit)
+    if requeues and job.cluster.chosen.requeue == "refuse":
+        refuse_requeues(job, hours, limit)
     tokens_per_epoch = int(dataset_rows * per_row * mean)
     return TimeEstimate(tokens_per_epoch=tokens_per_epoch, total_flops=total, hours=hours, requeues=requeues)
+
+
+def refuse_requeues(job: JobConfig, hours: float, limit: str) -> None:
+    """A partition that refuses requeues (an interactive one) takes only plans that fit its limit."""
+    cluster = job.cluster
+    others = [name for name, p in cluster.partitions.items() if name != cluster.partition and p.requeue == "allow"]
+    fix = f"set cluster.partition={' or '.join(others)} (requeues allowed)" if others else "shorten the run (method.max_steps)"
+    padded = hours * 60 * MARGIN_FACTOR + MARGIN_MINUTES
+    raise UserError(
+        f"cluster.partition: the run needs ~{format_slurm_time(math.ceil(padded))} with margin, past partition "
+        f"{cluster.partition}'s limit of {limit}, and {cluster.partition} refuses requeues; {fix}"
+    )
 
 
 def format_slurm_time(minutes: int) -> str:

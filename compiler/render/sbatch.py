@@ -19,9 +19,9 @@ from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.config.sites import site_template_dirs
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
+from ftc.compiler.render.directives import extra_directives
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE
 
-RDZV_PORT = 29500
 TEMPLATE = "job.sbatch.j2"
 
 
@@ -93,11 +93,17 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
     ]
     if partition.gpu != "cpu":
         if cluster.gpu_request == "gres":
-            directives.append(("gres", f"gpu:{cluster.gres_name or cluster.partition}:{topo.gpus_per_node}"))
+            gres_type = f"{cluster.gres_type}:" if cluster.gres_type else ""
+            directives.append(("gres", f"gpu:{gres_type}{topo.gpus_per_node}"))
         else:
             directives.append(("gpus-per-node", topo.gpus_per_node))
     share = topo.gpus_per_node / partition.gpus_per_node if partition.gpus_per_node else 1.0
     directives.append(("cpus-per-task", max(1, int(partition.cpus_per_node * min(share, 1.0)))))
+    for flag, value in (("mem", partition.mem), ("mem-per-gpu", partition.mem_per_gpu)):
+        if value is not None:
+            directives.append((flag, value))
+    if partition.exclusive:
+        directives.append(("exclusive", None))
     directives.append(("time", plan.time_limit))
     for flag, value in (("account", cluster.account), ("qos", cluster.qos), ("constraint", partition.constraint)):
         if value:
@@ -106,14 +112,15 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
         ("output", f"{plan.run_dir}/logs/slurm-{log_pattern}.out"),
         ("open-mode", "append"),
         ("signal", f"B:USR1@{cluster.requeue_signal_seconds}"),
-        ("requeue", None),
     ]
-    directives += sorted(cluster.sbatch_extra.items())
+    if partition.requeue == "allow":
+        directives.append(("requeue", None))
+    directives += extra_directives(cluster, directives)
     return directives
 
 
 def _context(plan: Plan) -> dict:
-    cluster = plan.job.cluster
+    cluster, topo = plan.job.cluster, plan.topology
     srun_args: list[object] = ["--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     if cluster.srun_mpi:
         srun_args.append(f"--mpi={cluster.srun_mpi}")
@@ -127,16 +134,27 @@ def _context(plan: Plan) -> dict:
         "output_name": plan.output_name,
         "run_dir": plan.run_dir,
         "directives": [(ShellRaw(flag), value) for flag, value in sbatch_directives(plan)],
-        "env": sorted(cluster.env.items()),
-        "setup_lines": [ShellRaw(line) for line in cluster.setup],
+        "env": sorted(cluster.job_env.items()),
+        "setup_lines": [ShellRaw(line) for line in cluster.setup_lines],
         "srun_args": srun_args,
         "apptainer_image": cluster.container.image if cluster.container.kind == "apptainer" else None,
-        "nproc_per_node": plan.topology.gpus_per_node,
-        "rdzv_port": RDZV_PORT,
+        "container_setup": container_setup(cluster.chosen.container_setup),
+        "nproc_per_node": topo.gpus_per_node,
+        "multi_node": topo.nodes > 1,
+        "rdzv_port_first": cluster.rdzv_port_first,
+        "rdzv_port_count": cluster.rdzv_port_count,
         "stop_file": STOP_FILE,
         "requeue_file": REQUEUE_FILE,
         "gpu": GPUS[plan.gpu],
     }
+
+
+def container_setup(lines: list[str]) -> ShellRaw | None:
+    """The admin's in-container setup lines as one quoted `bash -c` script that ends by running the
+    launch it is given (`exec "$@"`), so they run inside the container, not on the host."""
+    if not lines:
+        return None
+    return ShellRaw(shlex.quote("\n".join(["set -e", *lines, 'exec "$@"'])))
 
 
 def render_sbatch(plan: Plan) -> str:
