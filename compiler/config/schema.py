@@ -20,7 +20,7 @@ from ftc.compiler.config.fields import (
     identifier,
     slurm_minutes,
 )
-from ftc.compiler.config.gpus import GPUS
+from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
 
 # ---------------------------------------------------------------- model configs
@@ -111,7 +111,7 @@ class DataConfig(Strict):
 
 
 class Partition(Strict):
-    gpu: str = Field(description=f"one of {', '.join(GPUS)}")
+    gpu: str = Field(description=f"one of {', '.join(GPUS)}, or a GPU the site declares in cluster.gpus")
     gpus_per_node: int = Field(ge=0)
     max_nodes: int = Field(1, ge=1)
     max_time: str = "1-00:00:00"
@@ -149,10 +149,8 @@ class Partition(Strict):
 
     @field_validator("gpu")
     @classmethod
-    def _known_gpu(cls, value: str) -> str:
-        if value not in GPUS:
-            raise ValueError(f"unknown GPU {value!r}; known: {', '.join(GPUS)}")
-        return value
+    def _gpu_name(cls, value: str) -> str:
+        return identifier(value)
 
     @field_validator("max_time")
     @classmethod
@@ -173,6 +171,19 @@ class Container(Strict):
         return self
 
 
+class SiteGpu(Strict):
+    """A GPU a site declares: the planner sizes memory and time with it; `family` is its URN variant."""
+
+    memory_gib: float = Field(gt=0, le=65536, allow_inf_nan=False, description="total memory the device reports")
+    bf16_tflops: float = Field(gt=0, le=1e6, allow_inf_nan=False, description="dense bf16 peak, no sparsity")
+    family: str = Field(description="the +VARIANT of model config URNs it trains, e.g. A40")
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        return identifier(value)
+
+
 class ClusterConfig(Strict):
     name: str
     executor: Literal["local", "slurm"]
@@ -188,6 +199,7 @@ class ClusterConfig(Strict):
     )
     srun_mpi: ShellText | None = Field(None, description="srun --mpi value, e.g. pmix")
     container: Container = Field(default_factory=Container)
+    gpus: dict[str, SiteGpu] = Field(default_factory=dict, description="the site's own GPUs, by the name partitions use")
     setup: list[str] = Field(default_factory=list, description="admin shell lines run before the launch (module load ...)")
     env: dict[str, ShellText] = Field(default_factory=dict, description="environment exported in the job")
     sbatch_extra: dict[str, ShellText] = Field(default_factory=dict, description="extra #SBATCH directives admins allow")
@@ -206,6 +218,21 @@ class ClusterConfig(Strict):
                 f"cluster.partition: unknown partition {self.partition!r}; choose from {', '.join(self.partitions)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _known_gpus(self) -> "ClusterConfig":
+        known = catalogue(self.gpus)
+        for name, part in self.partitions.items():
+            if part.gpu not in known:
+                raise ValueError(f"cluster.partitions.{name}.gpu: unknown GPU {part.gpu!r}; known: {', '.join(known)}; "
+                                 "a site declares its own in cluster.gpus")
+        for name in self.gpus:
+            identifier(name)
+        return self
+
+    def gpu_spec(self, name: str | None = None) -> Gpu:
+        """The chosen partition's GPU (or the one named), from ftc's catalogue and the site's."""
+        return catalogue(self.gpus)[name or self.chosen.gpu]
 
     @model_validator(mode="after")
     def _rdzv_ports(self) -> "ClusterConfig":

@@ -10,7 +10,6 @@ import math
 
 from ftc.compiler.checks import guards
 from ftc.compiler.config.fields import slurm_minutes
-from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.memory import lora_parameters
@@ -65,7 +64,7 @@ def estimate_time(
     and trains on prompt plus completion.
     """
     arch, method, res = job.model.architecture, job.method, job.resources
-    gpu = GPUS[job.cluster.chosen.gpu]
+    gpu = job.cluster.gpu_spec()
     if seq_len is None:
         seq_len = guards.max_seq_length(job, guards.training_option(job))
     mean = float(mean_tokens) if mean_tokens else seq_len / 2

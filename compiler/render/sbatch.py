@@ -15,7 +15,6 @@ from pathlib import Path
 import jinja2
 import jinja2.runtime
 
-from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.config.sites import site_template_dirs
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
@@ -145,7 +144,7 @@ def _context(plan: Plan) -> dict:
         "rdzv_port_count": cluster.rdzv_port_count,
         "stop_file": STOP_FILE,
         "requeue_file": REQUEUE_FILE,
-        "gpu": GPUS[plan.gpu],
+        "gpu": cluster.gpu_spec(plan.gpu),
     }
 
 
