@@ -58,6 +58,8 @@ def summary(plan: Plan) -> str:
         e = plan.estimate
         requeue = f"; outlasts the partition limit: checkpoints and requeues {e.requeues}x" if e.requeues else ""
         lines.append(f"time       ~{_duration(e.hours)} estimated ({e.tokens_per_epoch:,} tokens/epoch); --time={plan.time_limit}{requeue}")
+        if e.parts:
+            lines.append("           = " + " + ".join(f"{k} {_duration(v / 3600)}" for k, v in e.parts.items() if v >= 0.5 or k == "train"))
     lines += [f"chose      {d}" for d in plan.decisions]
     lines += [f"warning    {w}" for w in plan.warnings]
     lines.append(f"run folder {plan.run_dir}")

@@ -56,7 +56,8 @@ def test_a_site_gpu_is_planned_with_and_named_by_the_model(site, ftc, output_roo
 def test_the_estimate_uses_the_site_gpus_speed(site, ftc, output_root):
     slow, _ = _plan(ftc, output_root, site, 100, "method.max_steps=5000")
     fast, _ = _plan(ftc, output_root, site, 400, "method.max_steps=5000", "name=fast")
-    assert slow["estimate"]["hours"] == pytest.approx(4 * fast["estimate"]["hours"], rel=1e-6)
+    assert slow["estimate"]["parts"]["train"] == pytest.approx(4 * fast["estimate"]["parts"]["train"], rel=1e-3)
+    assert slow["estimate"]["parts"]["load"] == fast["estimate"]["parts"]["load"]
 
 
 def test_the_planner_uses_the_site_gpus_memory(site, ftc, output_root):

@@ -206,6 +206,10 @@ class ClusterConfig(Strict):
     template_dir: str | None = Field(None, description="folder of Jinja2 templates that override ftc's blocks")
     array_parallelism: int = Field(8, ge=1, description="K in --array=0-N%K for sweeps")
     requeue_signal_seconds: int = Field(300, ge=30, description="Slurm sends USR1 this long before the time limit")
+    fs_bandwidth_gbs: float = Field(
+        2.0, gt=0, le=10000, allow_inf_nan=False,
+        description="GB/s one node reads or writes the shared filesystem at: model load and checkpoint time",
+    )
     rdzv_port_first: int = Field(
         29500, ge=1024, le=65535, description="multi-node jobs: rendezvous port = first + SLURM_JOB_ID % count"
     )
