@@ -6,6 +6,7 @@
 #   partition h100 (default, MaxTime 2-00:00:00): node1,node2  Gres=gpu:h100:8  Feature=h100
 #   partition a100 (MaxTime 1-00:00:00):          node3,node4  Gres=gpu:a100:8  Feature=a100
 #   partition cpu  (MaxTime 04:00:00):            node1-4, no GPUs asked for: real CPU training in tests
+#   partitions gpuA100x4, gpuH100x8, gpuA100x8-interactive (MaxTime 01:00:00): examples/site's shape
 # Each node claims 96 CPUs and RealMemory=500000; the GPUs are symlinks to /dev/null.
 # No systemd: every daemon is started by hand and tracked by a pid file in the state dir.
 #
@@ -216,7 +217,7 @@ start_slurmdbd() {
         sl sacctmgr -i add cluster ftc >/dev/null || die "sacctmgr add cluster failed"
     fi
     local a
-    for a in ftc-ci ml; do
+    for a in ftc-ci ml ml-research; do
         if [[ -z $(sl sacctmgr -n -P list account "$a" format=account 2>/dev/null) ]]; then
             sl sacctmgr -i add account "$a" cluster=ftc description="$a" organization=ftc >/dev/null ||
                 die "sacctmgr add account $a failed"
@@ -224,7 +225,7 @@ start_slurmdbd() {
     done
     if [[ -z $(sl sacctmgr -n -P list user root format=user 2>/dev/null | grep -x root) ]] ||
         [[ -z $(sl sacctmgr -n -P list assoc user=root account=ftc-ci format=user 2>/dev/null) ]]; then
-        sl sacctmgr -i add user root account=ftc-ci,ml defaultaccount=ftc-ci cluster=ftc >/dev/null || true
+        sl sacctmgr -i add user root account=ftc-ci,ml,ml-research defaultaccount=ftc-ci cluster=ftc >/dev/null || true
     fi
 }
 

@@ -58,6 +58,8 @@ def summary(plan: Plan) -> str:
         e = plan.estimate
         requeue = f"; outlasts the partition limit: checkpoints and requeues {e.requeues}x" if e.requeues else ""
         lines.append(f"time       ~{_duration(e.hours)} estimated ({e.tokens_per_epoch:,} tokens/epoch); --time={plan.time_limit}{requeue}")
+        if e.parts:
+            lines.append("           = " + " + ".join(f"{k} {_duration(v / 3600)}" for k, v in e.parts.items() if v >= 0.5 or k == "train"))
     lines += [f"chose      {d}" for d in plan.decisions]
     lines += [f"warning    {w}" for w in plan.warnings]
     lines.append(f"run folder {plan.run_dir}")
@@ -73,6 +75,7 @@ def sweep_line(index: int, plan: Plan, overrides: list[str]) -> str:
 def configs_table() -> str:
     """Model configs as NeMo Customizer's configs endpoint lists them."""
     from ftc.compiler.config.compose import load_model_config
+    from ftc.compiler.config.sites import site_changes
     from ftc.compiler.config.urn import model_entries
 
     header = ("URN", "TRAINING", "FINETUNING", "GPUS", "NODES", "TP", "MAX SEQ")
@@ -84,4 +87,5 @@ def configs_table() -> str:
                 rows.append((model.urn(variant), o.training_type, o.finetuning_type, str(o.num_gpus),
                              str(o.num_nodes), str(o.tensor_parallel_size), str(o.max_seq_length)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+    return "\n".join([table, *(f"site       {line}" for line in site_changes())])

@@ -206,7 +206,8 @@ def test_two_nodes_agree_on_rendezvous(site, jobs):
         values = {next(a for a in x["args"] if a.startswith(flag)) for x in launches}
         assert len(values) == 1, (flag, values)
     args = launches[0]["args"]
-    assert "--nnodes=2" in args and "--nproc-per-node=2" in args and "--rdzv-endpoint=node1:29500" in args
+    port = 29500 + int(site.record(run_dir)["job"]) % 1000  # the job's own port, in the cluster's range
+    assert "--nnodes=2" in args and "--nproc-per-node=2" in args and f"--rdzv-endpoint=node1:{port}" in args
 
 
 def test_status_without_sacct(site, jobs, tmp_path):

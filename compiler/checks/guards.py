@@ -7,13 +7,12 @@ config guard rails do for model configs, GPU counts and sequence lengths.
 from __future__ import annotations
 
 from ftc.compiler.config.fields import slurm_minutes
-from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.config.schema import JobConfig, TrainingOption
 from ftc.compiler.errors import UserError
 
 
 def variant_of(job: JobConfig) -> str:
-    return GPUS[job.cluster.chosen.gpu].variant
+    return job.cluster.gpu_spec().variant
 
 
 def training_option(job: JobConfig) -> TrainingOption:
@@ -21,7 +20,7 @@ def training_option(job: JobConfig) -> TrainingOption:
     model, method, variant = job.model, job.method, variant_of(job)
     urn = model.urn(variant)
     if model.variant and model.variant != variant:
-        matching = [name for name, p in job.cluster.partitions.items() if GPUS[p.gpu].variant == model.variant]
+        matching = [name for name, p in job.cluster.partitions.items() if job.cluster.gpu_spec(p.gpu).variant == model.variant]
         fix = f"set cluster.partition={matching[0]}" if matching else f"pick a cluster with {model.variant} GPUs"
         raise UserError(
             f"model.urn: asks for {model.variant} but partition {job.cluster.partition} has {variant} GPUs; {fix}"

@@ -15,17 +15,17 @@ from importlib import resources
 from itertools import product
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import ValidationError
 
 from ftc.compiler.config.schema import ADMIN_ONLY, JobConfig
-from ftc.compiler.config.sites import site_folders
+from ftc.compiler.config.sites import GROUPS, site_folders
 from ftc.compiler.config.urn import expand_urn_override
 from ftc.compiler.config.validation import field_names, format_validation_error
 from ftc.compiler.errors import UserError
 
-GROUPS = ("model", "method", "data", "cluster", "resources")
 DEMO_FORMS = {"lora": "sft", "sft": "sft", "dpo": "dpo", "grpo": "grpo"}
 
 
@@ -83,22 +83,40 @@ def _is_group_override(override) -> bool:
 
 @lru_cache(maxsize=64)
 def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...]) -> DictConfig:
-    from hydra import compose, initialize_config_module
+    from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
 
     _register_resolvers()
     overrides = list(group_overrides)
-    if site:
-        overrides.append("hydra.searchpath=[" + ",".join(f"file://{os.path.abspath(p)}" for p in site) + "]")
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_module(config_module="ftc.conf", version_base="1.3"):
-            return compose(config_name="ftc", overrides=overrides)
+        _initialize(site)
+        return compose(config_name="ftc", overrides=overrides)
     except MissingConfigException as exc:
         raise UserError(_missing_option_line(exc, group_overrides)) from None
     except (HydraException, OmegaConfBaseException) as exc:
         raise UserError(f"config: {_first_line(exc)}") from None
+    except yaml.YAMLError as exc:  # a site file that is not YAML: its file and line
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.name}:{mark.line + 1}" if mark else "config"
+        raise UserError(f"{where}: {getattr(exc, 'problem', None) or _first_line(exc)}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _initialize(site: tuple[str, ...]) -> None:
+    """Start Hydra with the site folders searched before ftc's own `conf/` (after Hydra's own),
+    so that a site file with a shipped name replaces it in every group."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.version import setbase
+
+    setbase("1.3")
+    search_path = create_config_search_path("pkg://ftc.conf")
+    for folder in site:
+        search_path.prepend("site", f"file://{folder}", anchor="main")
+    Hydra.create_main_hydra2("ftc", search_path)
 
 
 def _missing_option_line(exc: Exception, group_overrides: Iterable[str]) -> str:
@@ -134,6 +152,7 @@ def compose_config(args: Sequence[str]) -> tuple[DictConfig, dict]:
 
     overrides = parse_overrides(expand_urn_override(args))
     _refuse_admin_overrides(overrides)
+    _refuse_partition_shell(overrides)
     groups = tuple(o.input_line for o in overrides if _is_group_override(o))
     values = [o for o in overrides if not _is_group_override(o)]
     base, training_options = _split_training_options(groups, tuple(site_folders()))
@@ -189,6 +208,18 @@ def _refuse_admin_overrides(overrides) -> None:
                             "(no paths, interpolations, +, ++ or ~)")
         if any(key == field or key.startswith(field + ".") for field in ADMIN_ONLY):
             raise UserError(f"{key}: set in the site's config files, not on the command line (admins own raw shell and guard rails)")
+
+
+PARTITION_SHELL = ("setup", "container_setup", "env", "sbatch_extra")
+
+
+def _refuse_partition_shell(overrides) -> None:
+    """A partition's raw shell and extra directives, like the cluster's, come from site files only."""
+    for override in overrides:
+        parts = override.key_or_group.split(".")
+        if parts[:2] == ["cluster", "partitions"] and (len(parts) < 4 or parts[3] in PARTITION_SHELL):
+            raise UserError(f"{override.key_or_group}: set in the site's config files, not on the command line "
+                            "(admins own raw shell and guard rails)")
 
 
 def resolve(cfg: DictConfig) -> dict:

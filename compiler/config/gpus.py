@@ -23,3 +23,9 @@ GPUS: dict[str, Gpu] = {
         Gpu("cpu", "CPU", 0.0, 0.0),
     )
 }
+
+
+def catalogue(site_gpus: dict) -> dict[str, Gpu]:
+    """ftc's GPUs and a site's own (a site's entry wins: the admin knows the hardware)."""
+    site = {key: Gpu(key, g.family, g.memory_gib, g.bf16_tflops) for key, g in site_gpus.items()}
+    return {**GPUS, **site}

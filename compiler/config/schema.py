@@ -23,7 +23,7 @@ from ftc.compiler.config.fields import (
     identifier,
     slurm_minutes,
 )
-from ftc.compiler.config.gpus import GPUS
+from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
 
 # ---------------------------------------------------------------- model configs
@@ -121,20 +121,46 @@ class DataConfig(Strict):
 
 
 class Partition(Strict):
-    gpu: str = Field(description=f"one of {', '.join(GPUS)}")
+    gpu: str = Field(description=f"one of {', '.join(GPUS)}, or a GPU the site declares in cluster.gpus")
     gpus_per_node: int = Field(ge=0)
     max_nodes: int = Field(1, ge=1)
     max_time: str = "1-00:00:00"
     cpus_per_node: int = Field(8, ge=1)
     mem_per_node_gb: int = Field(64, ge=1)
     constraint: ShellText | None = Field(None, description="sbatch --constraint, e.g. h100")
+    gres_type: ShellText | None = Field(None, description="the TYPE in --gres=gpu:TYPE:N here; else cluster.gres_name")
+    mem: ShellText | None = Field(None, description="sbatch --mem, e.g. 0 (all of a node) or 500G")
+    mem_per_gpu: ShellText | None = Field(None, description="sbatch --mem-per-gpu, e.g. 80G")
+    exclusive: bool = Field(False, description="sbatch --exclusive: whole nodes only")
+    requeue: Literal["allow", "refuse"] = Field(
+        "allow", description="refuse: plans that would need a checkpoint-and-requeue are refused (interactive partitions)"
+    )
+    setup: list[str] = Field(default_factory=list, description="admin shell lines run after cluster.setup")
+    container_setup: list[str] = Field(
+        default_factory=list, description="admin shell lines run inside the container, before the launch"
+    )
+    env: dict[EnvName, ShellText] = Field(default_factory=dict, description="environment exported here; wins over cluster.env")
+    sbatch_extra: dict[str, ShellText | None] = Field(
+        default_factory=dict, description="extra #SBATCH directives here; win over cluster.sbatch_extra; null: no value"
+    )
+
+    @field_validator("mem", "mem_per_gpu")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^\d+[KMGT]?$", value):
+            raise ValueError(f"must be a Slurm memory size like 0, 512000, 500G or 2T (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_memory_request(self) -> "Partition":
+        if self.mem is not None and self.mem_per_gpu is not None:
+            raise ValueError("set mem or mem_per_gpu, not both (Slurm refuses --mem with --mem-per-gpu)")
+        return self
 
     @field_validator("gpu")
     @classmethod
-    def _known_gpu(cls, value: str) -> str:
-        if value not in GPUS:
-            raise ValueError(f"unknown GPU {value!r}; known: {', '.join(GPUS)}")
-        return value
+    def _gpu_name(cls, value: str) -> str:
+        return identifier(value)
 
     @field_validator("max_time")
     @classmethod
@@ -155,6 +181,19 @@ class Container(Strict):
         return self
 
 
+class SiteGpu(Strict):
+    """A GPU a site declares: the planner sizes memory and time with it; `family` is its URN variant."""
+
+    memory_gib: float = Field(gt=0, le=65536, allow_inf_nan=False, description="total memory the device reports")
+    bf16_tflops: float = Field(gt=0, le=1e6, allow_inf_nan=False, description="dense bf16 peak, no sparsity")
+    family: str = Field(description="the +VARIANT of model config URNs it trains, e.g. A40")
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        return identifier(value)
+
+
 class ClusterConfig(Strict):
     name: str
     executor: Literal["local", "slurm"]
@@ -165,9 +204,12 @@ class ClusterConfig(Strict):
     gpu_request: Literal["gpus-per-node", "gres"] = Field(
         "gpus-per-node", description="how GPUs are asked for: --gpus-per-node=N or --gres=gpu:TYPE:N"
     )
-    gres_name: ShellText | None = Field(None, description="the TYPE in --gres=gpu:TYPE:N; defaults to the partition name")
+    gres_name: ShellText | None = Field(
+        None, description="the TYPE in --gres=gpu:TYPE:N where a partition sets no gres_type; none: --gres=gpu:N"
+    )
     srun_mpi: ShellText | None = Field(None, description="srun --mpi value, e.g. pmix")
     container: Container = Field(default_factory=Container)
+    gpus: dict[str, SiteGpu] = Field(default_factory=dict, description="the site's own GPUs, by the name partitions use")
     setup: list[str] = Field(default_factory=list, description="admin shell lines run before the launch (module load ...)")
     env: dict[EnvName, ShellText] = Field(default_factory=dict, description="environment exported in the job")
     sbatch_extra: dict[str, ShellText | None] = Field(
@@ -175,6 +217,14 @@ class ClusterConfig(Strict):
     template_dir: str | None = Field(None, description="folder of Jinja2 templates that override ftc's blocks")
     array_parallelism: int = Field(8, ge=1, description="K in --array=0-N%K for sweeps")
     requeue_signal_seconds: int = Field(300, ge=30, le=65535, description="Slurm sends USR1 this long before the time limit")
+    fs_bandwidth_gbs: float = Field(
+        2.0, gt=0, le=10000, allow_inf_nan=False,
+        description="GB/s one node reads or writes the shared filesystem at: model load and checkpoint time",
+    )
+    rdzv_port_first: int = Field(
+        29500, ge=1024, le=65535, description="multi-node jobs: rendezvous port = first + SLURM_JOB_ID % count"
+    )
+    rdzv_port_count: int = Field(1000, ge=1, le=64512, description="how many ports multi-node rendezvous may use")
 
     @model_validator(mode="after")
     def _partition_exists(self) -> "ClusterConfig":
@@ -184,9 +234,54 @@ class ClusterConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _known_gpus(self) -> "ClusterConfig":
+        known = catalogue(self.gpus)
+        for name, part in self.partitions.items():
+            if part.gpu not in known:
+                raise ValueError(f"cluster.partitions.{name}.gpu: unknown GPU {part.gpu!r}; known: {', '.join(known)}; "
+                                 "a site declares its own in cluster.gpus")
+        for name in self.gpus:
+            identifier(name)
+        return self
+
+    def gpu_spec(self, name: str | None = None) -> Gpu:
+        """The chosen partition's GPU (or the one named), from ftc's catalogue and the site's."""
+        return catalogue(self.gpus)[name or self.chosen.gpu]
+
+    @model_validator(mode="after")
+    def _rdzv_ports(self) -> "ClusterConfig":
+        last = self.rdzv_port_first + self.rdzv_port_count - 1
+        if last > 65535:
+            raise ValueError(f"cluster.rdzv_port_count: ports {self.rdzv_port_first}-{last} pass 65535")
+        return self
+
+    @model_validator(mode="after")
+    def _container_setup_needs_a_container(self) -> "ClusterConfig":
+        for name, part in self.partitions.items():
+            if part.container_setup and self.container.kind == "none":
+                raise ValueError(f"cluster.partitions.{name}.container_setup: needs cluster.container.kind pyxis or apptainer")
+        return self
+
     @property
     def chosen(self) -> Partition:
         return self.partitions[self.partition]
+
+    @property
+    def gres_type(self) -> str | None:
+        return self.chosen.gres_type or self.gres_name
+
+    @property
+    def setup_lines(self) -> list[str]:
+        return [*self.setup, *self.chosen.setup]
+
+    @property
+    def job_env(self) -> dict[str, str]:
+        return {**self.env, **self.chosen.env}
+
+    @property
+    def extra_directives(self) -> dict[str, str]:
+        return {**self.sbatch_extra, **self.chosen.sbatch_extra}
 
 
 # ---------------------------------------------------------------- resources and training

@@ -5,10 +5,8 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
-from ftc.compiler.config.sites import site_folders
+from ftc.compiler.config.sites import group_files, site_folders
 from ftc.compiler.errors import UserError
 
 URN = re.compile(r"^(?P<namespace>[^/@+\s]+)/(?P<name>[^/@+\s]+)(?:@(?P<version>[^+\s]*))?(?:\+(?P<variant>\S+))?$")
@@ -32,28 +30,36 @@ class ModelEntry:
         return [self.urn(v) for v in self.variants]
 
 
-def model_folders() -> list[Path]:
-    folders = [Path(site) / "model" for site in site_folders()]
-    folders.append(Path(str(resources.files("ftc.conf"))) / "model")
-    return [f for f in folders if f.is_dir()]
-
-
 def model_entries() -> list[ModelEntry]:
+    """Every model option, a site's first: read as YAML, or composed when it inherits (`defaults`)."""
     import yaml
 
-    entries: dict[str, ModelEntry] = {}
-    for folder in model_folders():
-        for path in sorted(folder.glob("*.yaml")):
-            if path.stem in entries:
-                continue
+    entries = []
+    for option, (path, _) in group_files("model").items():
+        try:
             raw = yaml.safe_load(path.read_text()) or {}
-            try:
-                entries[path.stem] = ModelEntry(
-                    path.stem, raw["namespace"], raw["name"], str(raw["version"]), tuple(raw["training_options"])
-                )
-            except (KeyError, TypeError) as exc:
-                raise UserError(f"{path}: model config lacks {exc}") from None
-    return list(entries.values())
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: a model config is a mapping, not {type(raw).__name__}")
+        if "defaults" in raw:
+            raw = _composed_model(option)
+        try:
+            entries.append(ModelEntry(option, raw["namespace"], raw["name"], str(raw["version"]), tuple(raw["training_options"])))
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{path}: model config lacks {exc}") from None
+    return entries
+
+
+def _composed_model(option: str) -> dict:
+    """A model config that inherits through `defaults`, as Hydra composes it (names only, unresolved)."""
+    from omegaconf import OmegaConf
+
+    from ftc.compiler.config.compose import _compose_groups
+
+    model = _compose_groups((f"model={option}",), tuple(site_folders())).model
+    return {key: OmegaConf.to_container(model[key]) if key == "training_options" else model[key]
+            for key in ("namespace", "name", "version", "training_options") if key in model}
 
 
 def find_model(urn: str) -> tuple[ModelEntry, str | None]:

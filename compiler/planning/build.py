@@ -102,7 +102,8 @@ def build_plan(job: JobConfig) -> Plan:
     solution = solve(job, rows, padded_length(job, dataset, seq_len))
     topology = solution.topology
     gpu, precision = job.cluster.chosen.gpu, solution.precision
-    estimate = estimate_time(job, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len)
+    estimate = estimate_time(job, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len,
+                             validation_rows=dataset.rows.get("validation", 0))
     if job.resources.time == "auto":
         time_limit = sbatch_time(estimate.hours, job.cluster.chosen.max_time)[0]
     else:

@@ -10,14 +10,19 @@ import math
 
 from ftc.compiler.checks import guards
 from ftc.compiler.config.fields import slurm_minutes
-from ftc.compiler.config.gpus import GPUS
 from ftc.compiler.config.schema import JobConfig
+from ftc.compiler.errors import UserError
 from ftc.compiler.planning.memory import lora_parameters
 from ftc.compiler.planning.plan import TimeEstimate, Topology
 
 # Nominal throughput of one CPU worker (a few AVX-512 cores in fp32): only so that a CPU run
 # still gets a number; CPU runs are the tiny model's, minutes at most.
 CPU_TFLOPS = 0.2
+# Token-by-token decoding (HF generate, no paged attention) reads every weight for each token of
+# a batch: a fraction of the training MFU. 0.1 is what HF generate reaches on A100/H100 at
+# batch 8-32; it makes GRPO's generation time an honest upper part of its estimate.
+GENERATION_SHARE_OF_MFU = 0.1
+EVAL_NEW_TOKENS = 32  # the eval's greedy answers (runtime/evaluate.py generate)
 MARGIN_FACTOR = 1.2
 MARGIN_MINUTES = 15
 ROUND_MINUTES = 15
@@ -54,17 +59,20 @@ def estimate_time(
     dataset_rows: int,
     mean_tokens: float | None = None,
     seq_len: int | None = None,
+    validation_rows: int = 0,
 ) -> TimeEstimate:
     """Hours of training for `dataset_rows` rows of `mean_tokens` tokens per sequence (prompt and
     response; for GRPO the prompt). Without a mean, half of seq_len is assumed; seq_len defaults
     to data.max_seq_length, else the model config's limit for this GPU and method (pass the solver's).
 
     DPO adds a reference forward, 2·N a token (for LoRA the same base with the adapter off).
-    GRPO adds 2·N per generated token (max_completion_length per completion, a generous bound)
-    and trains on prompt plus completion.
+    GRPO adds 2·N per generated token (max_completion_length per completion, a generous bound),
+    generated at a fraction of the training MFU (decoding is memory-bound), and trains on prompt
+    plus completion. Validation, the eval before and after, loading the weights and writing
+    checkpoints are counted apart: `parts` holds the seconds of each.
     """
     arch, method, res = job.model.architecture, job.method, job.resources
-    gpu = GPUS[job.cluster.chosen.gpu]
+    gpu = job.cluster.gpu_spec()
     if seq_len is None:
         seq_len = guards.max_seq_length(job, guards.training_option(job))
     mean = float(mean_tokens) if mean_tokens else seq_len / 2
@@ -80,13 +88,71 @@ def estimate_time(
     per_token = flops_per_token(job, mean, topology.gradient_checkpointing)
     if method.name == "dpo":
         per_token += 2 * arch.parameters
-    total = sequences * (mean * per_token + generated * 2 * arch.parameters)
     peak = (CPU_TFLOPS if gpu.key == "cpu" else gpu.bf16_tflops) * 1e12
-    hours = total / (topology.world_size * peak * res.mfu) / 3600
+    train_flops = sequences * mean * per_token
+    generation_flops = sequences * generated * 2 * arch.parameters
+    steps = max(1, math.ceil(rows * epochs / method.batch_size))
+    parts = {
+        "train": train_flops / (topology.world_size * peak * res.mfu),
+        "generation": generation_flops / (topology.world_size * peak * res.mfu * GENERATION_SHARE_OF_MFU),
+        "eval": eval_seconds(job, topology, steps, validation_rows, mean, peak),
+        **io_seconds(job, topology, steps),
+    }
+    hours = sum(parts.values()) / 3600
     limit = job.cluster.chosen.max_time if res.time == "auto" else res.time
     _, requeues = sbatch_time(hours, limit)
+    if requeues and job.cluster.chosen.requeue == "refuse":
+        refuse_requeues(job, hours, limit)
     tokens_per_epoch = int(dataset_rows * per_row * mean)
-    return TimeEstimate(tokens_per_epoch=tokens_per_epoch, total_flops=total, hours=hours, requeues=requeues)
+    return TimeEstimate(tokens_per_epoch=tokens_per_epoch, total_flops=train_flops + generation_flops, hours=hours,
+                        requeues=requeues, parts={k: round(v, 3) for k, v in parts.items()})
+
+
+def eval_seconds(job: JobConfig, topology: Topology, steps: int, validation_rows: int, mean: float, peak: float) -> float:
+    """Validation every eval_steps (a forward, 2·N a token, over the validation rows), and the eval
+    before and after training: a forward and EVAL_NEW_TOKENS greedy tokens for up to eval.max_rows rows."""
+    n = job.model.architecture.parameters
+    checks = steps // job.training.eval_steps + 1
+    forward = checks * validation_rows * mean * 2 * n / (topology.world_size * peak * job.resources.mfu)
+    rows = min(job.eval.max_rows, validation_rows) * (2 if job.eval.before else 1)
+    generate = rows * EVAL_NEW_TOKENS * 2 * n / (peak * job.resources.mfu * GENERATION_SHARE_OF_MFU)
+    return forward + generate
+
+
+def io_seconds(job: JobConfig, topology: Topology, steps: int) -> dict[str, float]:
+    """Loading the weights (every node reads them, in parallel) and writing checkpoints and the
+    output (the nodes write their shards in parallel), at the cluster's filesystem bandwidth.
+
+    A checkpoint of all weights holds bf16 weights, fp32 master weights and two fp32 Adam moments:
+    2 + 4 + 8 = 14 bytes a parameter (16 in fp32 on CPU); of LoRA, the adapters alone (fp32 and
+    two moments: 12 bytes) - the frozen base is not saved.
+    """
+    arch, method, cluster = job.model.architecture, job.method, job.cluster
+    weight_bytes = 4 if job.cluster.chosen.gpu == "cpu" else 2
+    bandwidth = cluster.fs_bandwidth_gbs * 1e9
+    if method.uses_lora:
+        adapters = lora_parameters(arch, method.lora)
+        checkpoint, output = adapters * 12, adapters * 4
+    else:
+        checkpoint = arch.parameters * (weight_bytes + 12 + (2 if weight_bytes == 2 else 0))
+        output = arch.parameters * weight_bytes
+    saves = steps // job.training.save_steps + 1  # + the one a stop or the time limit asks for
+    return {
+        "load": arch.parameters * weight_bytes / bandwidth,
+        "checkpoints": (saves * checkpoint + output) / (bandwidth * topology.nodes),
+    }
+
+
+def refuse_requeues(job: JobConfig, hours: float, limit: str) -> None:
+    """A partition that refuses requeues (an interactive one) takes only plans that fit its limit."""
+    cluster = job.cluster
+    others = [name for name, p in cluster.partitions.items() if name != cluster.partition and p.requeue == "allow"]
+    fix = f"set cluster.partition={' or '.join(others)} (requeues allowed)" if others else "shorten the run (method.max_steps)"
+    padded = hours * 60 * MARGIN_FACTOR + MARGIN_MINUTES
+    raise UserError(
+        f"cluster.partition: the run needs ~{format_slurm_time(math.ceil(padded))} with margin, past partition "
+        f"{cluster.partition}'s limit of {limit}, and {cluster.partition} refuses requeues; {fix}"
+    )
 
 
 def format_slurm_time(minutes: int) -> str:

@@ -76,6 +76,7 @@ class TimeEstimate(Frozen):
     total_flops: float
     hours: float
     requeues: int = Field(0, description="times the job checkpoints and requeues because it outlasts the partition max")
+    parts: dict[str, float] = Field(default_factory=dict, description="seconds: train, generation, eval, load, checkpoints")
 
 
 class Plan(Frozen):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ftc.compiler.checks import guards
-from ftc.compiler.config.gpus import GPUS, Gpu
+from ftc.compiler.config.gpus import Gpu
 from ftc.compiler.config.schema import JobConfig, TrainingOption
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.memory import GIB, MemoryModel
@@ -124,7 +124,7 @@ def _search(model: MemoryModel, fixed: dict, layouts: list[tuple[int, int]], bat
 def solve(job: JobConfig, dataset_rows: int | None = None, seq_len: int | None = None) -> Solution:
     """The layout for `job`: every `auto` of resources resolved, explicit values honoured and checked."""
     res, arch, method, partition = job.resources, job.model.architecture, job.method, job.cluster.chosen
-    gpu = GPUS[partition.gpu]
+    gpu = job.cluster.gpu_spec()
     cpu = gpu.key == "cpu"
     option = guards.training_option(job)
     decisions = _check_tensor_parallel(job)

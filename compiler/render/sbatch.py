@@ -13,14 +13,15 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+import jinja2.runtime
 
-from ftc.compiler.config.gpus import GPUS
+from ftc.compiler.config.sites import site_template_dirs
 from ftc.compiler.errors import UserError
 from ftc.compiler.render import directives as slurm
 from ftc.compiler.planning.plan import Plan
+from ftc.compiler.render.collisions import extra_directives
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE
 
-RDZV_PORT = 29500
 TEMPLATE = "job.sbatch.j2"
 
 
@@ -39,20 +40,37 @@ def shell_quote(value: object) -> str:
     return shlex.quote(text)
 
 
+class _RenderedBlock(jinja2.runtime.BlockReference):
+    """`{{ super() }}`: a parent block rendered by these same rules (its values already quoted,
+    its raw lines the admin's), so it goes into the script as is rather than being quoted again."""
+
+    def __call__(self) -> str:
+        return ShellRaw(super().__call__())
+
+
+class _ShellContext(jinja2.runtime.Context):
+    def super(self, name, current):  # noqa: A003 (Jinja's name)
+        parent = super().super(name, current)
+        if isinstance(parent, jinja2.runtime.BlockReference):
+            parent.__class__ = _RenderedBlock
+        return parent
+
+
 def builtin_templates() -> Path:
     return Path(str(resources.files("ftc.templates")))
 
 
-@lru_cache(maxsize=16)
 def environment(template_dir: str | None) -> jinja2.Environment:
+    """Templates from cluster.template_dir and the sites' `templates/` folders before ftc's own."""
+    return _environment(tuple(site_template_dirs(template_dir)))
+
+
+@lru_cache(maxsize=16)
+def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
     builtin = jinja2.FileSystemLoader(builtin_templates())
-    loaders: list[jinja2.BaseLoader] = []
-    if template_dir:
-        if not Path(template_dir).is_dir():
-            raise UserError(f"cluster.template_dir: no such folder {template_dir}")
-        loaders.append(jinja2.FileSystemLoader(template_dir))
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(folder) for folder in folders]
     loaders += [jinja2.PrefixLoader({"ftc": builtin}), builtin]
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         finalize=shell_quote,
@@ -60,6 +78,8 @@ def environment(template_dir: str | None) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=False,
     )
+    env.context_class = _ShellContext
+    return env
 
 
 def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, object | None]]:
@@ -73,12 +93,19 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
     ]
     if partition.gpu != "cpu":
         if cluster.gpu_request == "gres":
-            gres_type = slurm.slurm_name("cluster.gres_name", cluster.gres_name or cluster.partition)
-            directives.append(("gres", f"gpu:{gres_type}:{topo.gpus_per_node}"))
+            field = (f"cluster.partitions.{cluster.partition}.gres_type" if partition.gres_type
+                     else "cluster.gres_name")
+            gres_type = f"{slurm.slurm_name(field, cluster.gres_type)}:" if cluster.gres_type else ""
+            directives.append(("gres", f"gpu:{gres_type}{topo.gpus_per_node}"))
         else:
             directives.append(("gpus-per-node", topo.gpus_per_node))
     share = topo.gpus_per_node / partition.gpus_per_node if partition.gpus_per_node else 1.0
     directives.append(("cpus-per-task", max(1, int(partition.cpus_per_node * min(share, 1.0)))))
+    for flag, value in (("mem", partition.mem), ("mem-per-gpu", partition.mem_per_gpu)):
+        if value is not None:
+            directives.append((flag, value))
+    if partition.exclusive:
+        directives.append(("exclusive", None))
     directives.append(("time", plan.time_limit))
     for flag, value, check in (("account", cluster.account, slurm.slurm_name), ("qos", cluster.qos, slurm.slurm_name),
                                ("constraint", partition.constraint, slurm.slurm_text)):
@@ -89,15 +116,16 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
         ("output", f"{slurm.slurm_path('output_root', plan.run_dir)}/logs/slurm-{log_pattern}.out"),
         ("open-mode", "append"),
         ("signal", f"B:USR1@{cluster.requeue_signal_seconds}"),
-        ("requeue", None),
     ]
+    if partition.requeue == "allow":
+        directives.append(("requeue", None))
     directives += sorted((slurm.extra_option(key), slurm.extra_value(key, value))
-                         for key, value in cluster.sbatch_extra.items())
+                         for key, value in extra_directives(cluster, directives))
     return directives
 
 
 def _context(plan: Plan) -> dict:
-    cluster = plan.job.cluster
+    cluster, topo = plan.job.cluster, plan.topology
     srun_args: list[object] = ["--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     if cluster.srun_mpi:
         srun_args.append(f"--mpi={slurm.slurm_name('cluster.srun_mpi', cluster.srun_mpi)}")
@@ -112,17 +140,28 @@ def _context(plan: Plan) -> dict:
         "output_name": plan.output_name,
         "run_dir": plan.run_dir,
         "directives": [(ShellRaw(flag), value) for flag, value in sbatch_directives(plan)],
-        "env": sorted(cluster.env.items()),
-        "setup_lines": [ShellRaw(line) for line in cluster.setup],
+        "env": sorted(cluster.job_env.items()),
+        "setup_lines": [ShellRaw(line) for line in cluster.setup_lines],
         "srun_args": srun_args,
         "apptainer_image": slurm.slurm_text("cluster.container.image", cluster.container.image)
         if cluster.container.kind == "apptainer" else None,
-        "nproc_per_node": plan.topology.gpus_per_node,
-        "rdzv_port": RDZV_PORT,
+        "container_setup": container_setup(cluster.chosen.container_setup),
+        "nproc_per_node": topo.gpus_per_node,
+        "multi_node": topo.nodes > 1,
+        "rdzv_port_first": cluster.rdzv_port_first,
+        "rdzv_port_count": cluster.rdzv_port_count,
         "stop_file": STOP_FILE,
         "requeue_file": REQUEUE_FILE,
-        "gpu": GPUS[plan.gpu],
+        "gpu": cluster.gpu_spec(plan.gpu),
     }
+
+
+def container_setup(lines: list[str]) -> ShellRaw | None:
+    """The admin's in-container setup lines as one quoted `bash -c` script that ends by running the
+    launch it is given (`exec "$@"`), so they run inside the container, not on the host."""
+    if not lines:
+        return None
+    return ShellRaw(shlex.quote("\n".join(["set -e", *lines, 'exec "$@"'])))
 
 
 def render_sbatch(plan: Plan) -> str:

@@ -39,7 +39,7 @@ def launch_command(plan: Plan) -> list[str]:
 
 
 def launch_env(plan: Plan) -> dict[str, str]:
-    env = {**os.environ, **plan.job.cluster.env, "FTC_RUN_DIR": plan.run_dir}
+    env = {**os.environ, **plan.job.cluster.job_env, "FTC_RUN_DIR": plan.run_dir}
     if plan.gpu == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env
