@@ -7,6 +7,7 @@ training (stop request, early stop) is taken identically on all ranks at the sam
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from transformers import TrainerCallback
 
 from ftc.compiler.runfolder import write_json
 from ftc.runtime import checkpoints, distributed
+from ftc.runtime.guard import FiniteGuard
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -26,6 +28,13 @@ EXTRA_METRICS = {
     "eval_rewards/accuracies": "val_reward_accuracy",
     "eval_reward": "val_reward",
 }
+
+def finite(value):
+    """A number as JSON can hold it: NaN and infinities become null (the run's error says what they were)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
 
 class RunStatus:
     """The contents of status.json, rewritten atomically so a reader never sees half a file."""
@@ -137,18 +146,20 @@ class MetricsCallback(TrainerCallback):
         line = {
             "step": state.global_step,
             "epoch": round(state.epoch or 0.0, 4),
-            "train_loss": logs.get("loss"),
-            "val_loss": logs.get("eval_loss"),
-            "learning_rate": logs.get("learning_rate"),
+            "train_loss": finite(logs.get("loss")),
+            "val_loss": finite(logs.get("eval_loss")),
+            "learning_rate": finite(logs.get("learning_rate")),
             "tokens_per_s": tokens_per_s,
         }
-        extra = {short: logs[key] for key, short in EXTRA_METRICS.items() if key in logs}
+        extra = {short: finite(logs[key]) for key, short in EXTRA_METRICS.items() if key in logs}
         line.update(extra)
         self.status.data.update(extra)
+        if tokens_per_s is not None:
+            self.status.data["tokens_per_s"] = tokens_per_s
         if "loss" in logs:
-            self.status.data["train_loss"] = logs["loss"]
+            self.status.data["train_loss"] = line["train_loss"]
         if "eval_loss" in logs:
-            self.status.data["val_loss"] = logs["eval_loss"]
+            self.status.data["val_loss"] = line["val_loss"]
             self.status.progress(state.global_step, state.max_steps, state.epoch)
             self.status.write()
         if self.handle is not None:
@@ -250,15 +261,21 @@ class StopRequests(TrainerCallback):
 
 
 class CheckpointMarker(TrainerCallback):
-    """After each save: wait for every rank, then mark the checkpoint complete and prune old ones."""
+    """After each save: wait for every rank, check the weights, then mark the checkpoint complete and prune old ones.
 
-    def __init__(self, run_dir: str, status: RunStatus, early: EarlyStopping, keep: int = 2):
-        self.run_dir, self.status, self.early, self.keep = run_dir, status, early, keep
+    A checkpoint with non-finite weights is left unmarked (the next start discards it) and training stops.
+    """
+
+    def __init__(self, run_dir: str, status: RunStatus, early: EarlyStopping, guard: FiniteGuard, keep: int = 2):
+        self.run_dir, self.status, self.early, self.guard, self.keep = run_dir, status, early, guard, keep
         self.last: str | None = None
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(self, args, state, control, model=None, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         distributed.barrier()
+        if not self.guard.check_weights(model, state.global_step):
+            control.should_training_stop = True
+            return control
         if distributed.is_main():
             checkpoints.mark_complete(
                 folder,
@@ -273,6 +290,7 @@ class CheckpointMarker(TrainerCallback):
             checkpoints.prune(self.run_dir, self.keep)
         self.last = str(folder)
         distributed.barrier()
+        return control
 
 
 class OnTrainBegin(TrainerCallback):

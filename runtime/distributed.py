@@ -101,6 +101,15 @@ def any_rank(flag: bool) -> bool:
     return bool(value.item())
 
 
+def from_main(value):
+    """Rank 0's `value` on every rank (any picklable object): one rank decides, all act on it."""
+    if not active():
+        return value
+    box = [value if is_main() else None]
+    dist.broadcast_object_list(box, src=0, device=torch.device("cuda", local_rank()) if backend() == "nccl" else None)
+    return box[0]
+
+
 def finish() -> None:
     """Leave the group cleanly; skipping this may abort the process on exit."""
     if dist.is_available() and dist.is_initialized():

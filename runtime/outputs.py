@@ -8,7 +8,6 @@ presence means the folders are complete.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -99,22 +98,24 @@ def merge_adapter(base_path: str, adapter_dir: str | Path, merged_dir: str | Pat
 
 def file_entries(root: Path, folders: list[str]) -> list[dict]:
     """path (relative to root), bytes and sha256 of every file under the folders."""
+    from ftc.runtime.checkpoints import file_digest
+
     entries = []
     for folder in folders:
         for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            entries.append({"path": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": digest.hexdigest()})
+            size, sha = file_digest(path)
+            entries.append({"path": str(path.relative_to(root)), "bytes": size, "sha256": sha})
     return entries
 
 
-def save_outputs(model, tokenizer, plan, trainer=None) -> dict:
-    """Write <run_dir>/output/{adapter,merged,model} by plan.job.method.finetuning_type, then outputs.json.
+def save_outputs(model, tokenizer, plan, trainer=None, report: dict | None = None) -> dict:
+    """Write <run_dir>/output/{adapter,merged,model} by plan.job.method.finetuning_type, each with ftc's
+    model card (its evaluation from `report`), then outputs.json.
 
     Returns the outputs.json content (on other ranks: without files).
     """
+    from ftc.runtime.modelcard import write_card
+
     finetuning_type = plan.job.method.finetuning_type
     if finetuning_type not in KINDS:
         raise ValueError(f"unknown finetuning_type {finetuning_type!r}")
@@ -148,6 +149,8 @@ def save_outputs(model, tokenizer, plan, trainer=None) -> dict:
         "paths": paths,
     }
     if main:
+        for kind, folder in paths.items():
+            write_card(plan, kind, folder, report)
         manifest["files"] = file_entries(run_dir, list(paths.values()))
         manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"])
         write_json(run_dir / "outputs.json", manifest)

@@ -30,24 +30,68 @@ from ftc.runtime.callbacks import (
     RunStatus,
     StopRequests,
 )
+from ftc.runtime.console import CONSOLE
+from ftc.runtime.guard import FiniteGuard
+from ftc.runtime.progress import ProgressLine
 
 EVAL_BEFORE = "eval_before.json"
 
 
 def log(message: str) -> None:
+    """A line for the terminal (rank 0), and the log file."""
     if distributed.is_main():
-        print(f"[ftc] {message}", flush=True)
+        CONSOLE.say(f"[ftc] {message}")
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """One line of plain text: control characters escaped, long values cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _field(loc: tuple, data) -> str:
+    """The dotted field a pydantic error is about, without the tags it inserts for a union (job.method.lora.x)."""
+    parts, node = [], data
+    for index, part in enumerate(loc):
+        following = loc[index + 1] if index + 1 < len(loc) else None
+        if isinstance(node, dict) and following is not None:
+            child = node.get(part)
+            in_child = isinstance(child, dict) and following in child
+            if part not in node or (following in node and not in_child):
+                continue  # a union's tag, not a key of the file
+        parts.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts) or "(the whole file)"
+
+
+def _first_problem(exc: ValidationError, text: bytes) -> str:
+    error = exc.errors(include_url=False)[0]
+    try:
+        data = json.loads(text) if error["loc"] else None
+    except (ValueError, RecursionError):
+        data = None
+    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    return f"{_printable(_field(error['loc'], data), 120)}: {_printable(error['msg'])}{more}; recompile the run"
 
 
 def load_plan(run_dir: str) -> Plan:
-    """The plan the compiler wrote; the runtime reads nothing else."""
+    """The plan the compiler wrote for this folder; the runtime reads nothing else."""
     path = Path(run_dir) / "plan.json"
     try:
-        return Plan.model_validate_json(path.read_text())
+        text = path.read_bytes()
+        plan = Plan.model_validate_json(text)
     except FileNotFoundError:
         raise UserError(f"{path}: no plan here; compile one with python -m ftc ... dry_run=true") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
     except ValidationError as exc:
-        raise UserError(f"{path}: not a plan this ftc reads ({exc.error_count()} problems; recompile it)") from None
+        raise UserError(f"{path}: {_first_problem(exc, text)}") from None
+    if Path(plan.run_dir).resolve() != Path(run_dir).resolve():
+        raise UserError(
+            f"{path}: run_dir: the plan belongs to {_printable(plan.run_dir)}, not this folder; "
+            "a moved run folder would split its files: recompile it here"
+        )
+    return plan
 
 
 def clear_stale_requests(run_dir: str, started: float) -> None:
@@ -140,6 +184,7 @@ class Evaluation:
     def before(self, model, tokenizer) -> None:
         if not self.plan.job.eval.before or self.path.exists():
             return
+        log(f"evaluating the base model on {len(self.rows)} validation rows")
         result = self.run(model, tokenizer)
         if distributed.is_main() and result is not None:
             write_json(self.path, result)
@@ -158,6 +203,24 @@ class Evaluation:
         )
 
 
+def quiet_trainer(trainer) -> None:
+    """transformers' progress bar and per-step dicts give way to ftc's progress line (runtime/progress.py), and
+    TRL's model card to ftc's (runtime/modelcard.py, written with the outputs)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.create_model_card = lambda *args, **kwargs: None  # its card says "fine-tuned version of [None]"
+
+
+def quiet_libraries() -> None:
+    """Library progress bars would fill the log file with carriage returns; their warnings stay in it."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def chat_loss_mask(args, tokenizer, plan: Plan) -> None:
     """Chat rows train on the assistant turns when the template marks them."""
     from trl.chat_template_utils import has_generation_markers
@@ -169,6 +232,17 @@ def chat_loss_mask(args, tokenizer, plan: Plan) -> None:
             log("warning: the chat template has no {% generation %} markers; the loss covers whole conversations")
 
 
+def choose_resume(run_dir: str, status: RunStatus) -> Path | None:
+    """Rank 0 verifies the checkpoints and says which it passed over; every rank resumes from its choice."""
+    found, notes = checkpoints.choose_resume(run_dir) if distributed.is_main() else (None, [])
+    for note in notes:
+        log(f"warning: {note}")
+    if notes:
+        status.update(skipped_checkpoints=notes)
+    found = distributed.from_main(str(found) if found else None)
+    return Path(found) if found else None
+
+
 @dataclass
 class Run:
     """A trainer ready to start, and the pieces the flow consults after it returns."""
@@ -178,6 +252,7 @@ class Run:
     evaluation: Evaluation
     stop: StopRequests
     marker: CheckpointMarker
+    guard: FiniteGuard
     resume: Path | None
 
 
@@ -191,13 +266,11 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     set_seed(plan.job.training.seed)
     train_ds, val_ds = load_data(plan)
     args = methods.build_args(plan)
+    args.logging_nan_inf_filter = False  # a NaN step must be logged as NaN, for the FiniteGuard to see it
     model, tokenizer = load_model(plan, model_path(plan))
     chat_loss_mask(args, tokenizer, plan)
 
-    if distributed.is_main():
-        checkpoints.discard_incomplete(run_dir)
-    distributed.barrier()
-    resume = checkpoints.last_complete(run_dir)
+    resume = choose_resume(run_dir, status)
     saved = checkpoints.saved_state(resume) if resume else {}
     status.elapsed_before = saved.get("elapsed_s", 0.0)
 
@@ -205,7 +278,8 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     early = EarlyStopping(status, **plan.job.training.early_stopping.model_dump(), metric=metric)
     metrics = MetricsCallback(run_dir, status)
     stop = StopRequests(run_dir)
-    marker = CheckpointMarker(run_dir, status, early)
+    guard = FiniteGuard()
+    marker = CheckpointMarker(run_dir, status, early, guard)
     evaluation = Evaluation(plan)
     if resume:
         early.restore(saved.get("early_stopping", {}))
@@ -213,10 +287,13 @@ def setup(plan: Plan, status: RunStatus) -> Run:
         metrics.truncate_after(saved["step"])
         log(f"resuming from {resume}")
     before = OnTrainBegin(lambda model: None if resume else evaluation.before(model, tokenizer))
-    callbacks = [metrics, early, stop, marker, before]
+    progress = ProgressLine(CONSOLE, status)
+    callbacks = [metrics, progress, guard, early, stop, marker, before]
     trainer = methods.build_trainer(plan, args, model, tokenizer, train_ds, val_ds, callbacks)
-    log(f"training {methods.describe(plan, args)}; {len(train_ds)} training rows, {len(val_ds)} validation rows")
-    return Run(trainer, tokenizer, evaluation, stop, marker, resume)
+    quiet_trainer(trainer)
+    print(f"[ftc] trainer {methods.describe(plan, args)}", flush=True)  # the log file
+    log(f"training on {len(train_ds)} rows, validating on {len(val_ds)}")
+    return Run(trainer, tokenizer, evaluation, stop, marker, guard, resume)
 
 
 def train(plan: Plan, status: RunStatus) -> int:
@@ -224,6 +301,8 @@ def train(plan: Plan, status: RunStatus) -> int:
     status.write()
     trainer = run.trainer
     trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+    if run.guard.reason:
+        return failed(status, run.guard.reason)
     if not run.stop.stopped:
         return finish(plan, status, trainer, run.tokenizer, run.evaluation)
 
@@ -238,24 +317,58 @@ def train(plan: Plan, status: RunStatus) -> int:
     return 0
 
 
+def failed(status: RunStatus, reason: str) -> int:
+    """A run that trained into NaN: status says so, and nothing is saved from its weights."""
+    reason = f"{reason}; no outputs written from these weights"
+    status.update(state="failed", phase=None, error=reason)
+    status.write()
+    log(f"error: {reason}")
+    return 1
+
+
 def finish(plan: Plan, status: RunStatus, trainer, tokenizer, evaluation: Evaluation) -> int:
     """After training: evaluate, save the deliverables, plot, summarise."""
+    from ftc.runtime.guard import weights_problem
     from ftc.runtime.outputs import save_outputs
     from ftc.runtime.report import format_summary, plot_losses
 
+    problem = weights_problem(trainer.model)
+    if problem:
+        return failed(status, f"{problem} at the end of training")
     run_dir = Path(plan.run_dir)
     status.update(phase="evaluating and saving")
     status.write()
+    log(f"evaluating on {len(evaluation.rows)} validation rows and saving the {plan.job.method.finetuning_type} output")
     after = evaluation.run(trainer.model, tokenizer)
-    outputs = save_outputs(trainer.model, tokenizer, plan, trainer)
+    report = evaluation.report(after) if distributed.is_main() else None
+    outputs = save_outputs(trainer.model, tokenizer, plan, trainer, report)
     if distributed.is_main():
-        report = evaluation.report(after)
         write_json(run_dir / "eval.json", report)
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
         status.update(state="completed", phase=None, percent=100.0, eta_s=0.0, output=outputs.get("paths"))
         status.write()
-        print(format_summary(status.data, report, outputs), flush=True)
+        CONSOLE.say(format_summary(status.data, report, outputs))
     return 0
+
+
+def start_console(plan: Plan) -> None:
+    """Everything but ftc's own lines goes to logs/train.log from here; the terminal gets the plan summary first."""
+    from ftc.compiler.report import summary
+
+    CONSOLE.capture(plan.run_dir, distributed.rank())
+    quiet_libraries()
+    if distributed.is_main():
+        CONSOLE.say(summary(plan))
+
+
+def report_failure(exc: BaseException) -> None:
+    """The traceback to the log file, one line to the terminal."""
+    traceback.print_exc()
+    CONSOLE.end_progress()
+    where = f" (traceback in {CONSOLE.log_path})" if CONSOLE.log_path else ""
+    message = _printable(f"{type(exc).__name__}: {exc}", 400)
+    if distributed.is_main() or CONSOLE.log_path is None:
+        CONSOLE.say(f"[ftc] error: {message}{where}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,18 +389,20 @@ def main(argv: list[str] | None = None) -> int:
     if distributed.is_main() and not os.environ.get("FTC_RUN_DIR"):  # ftc's launchers clear them before
         clear_stale_requests(run_dir, started)  # the launch: a stop asked during start-up must stay
     try:
+        start_console(plan)
         distributed.init(use_deepspeed=bool(plan.deepspeed))
         code = train(plan, status)
     except UserError as exc:
         status.update(state="failed", error="\n".join(exc.problems))
         status.write()
+        CONSOLE.end_progress()
         for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
+            CONSOLE.say(f"[ftc] error: {line}")
         return 2
     except BaseException as exc:  # noqa: BLE001 - any failure must reach status.json before the exit
         status.update(state="failed", error=f"{type(exc).__name__}: {exc}")
         status.write()
-        traceback.print_exc()
+        report_failure(exc)
         return 1
     distributed.finish()
     return code

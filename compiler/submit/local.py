@@ -229,7 +229,10 @@ def foreground(plan: Plan, started=lambda: None) -> int:
     try:
         with open(log_path, "ab") as log:
             log.write(f"== ftc: local run {plan.run_id} started {now()}\n".encode())
-            child = subprocess.Popen(launch_command(plan), env=launch_env(plan), stdin=subprocess.DEVNULL,
+            env = launch_env(plan)
+            if sys.stdout.isatty():  # the runtime then redraws one progress line in place
+                env["FTC_PROGRESS"] = "live"
+            child = subprocess.Popen(launch_command(plan), env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=_die_with_parent)
             _record(run_dir, child.pid, log_path, detach=False)
