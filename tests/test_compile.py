@@ -81,7 +81,7 @@ def test_sweep_compiles_every_point_into_its_own_folder(ftc, output_root):
     lines = [line for line in result.out.splitlines() if line.startswith("[")]
     assert len(lines) == 4
     assert "method.learning_rate=5e-05 method.lora.adapter_dim=16" in lines[3]
-    assert len(list(output_root.glob("default/demo-lora/*/job.sbatch"))) == 4
+    assert len(list(output_root.glob("default/tiny-llama-demo-lora/*/job.sbatch"))) == 4
 
 
 def test_sweep_drops_identical_points(output_root):
