@@ -114,8 +114,8 @@ def test_every_shipped_combination_compiles_or_names_its_guard_rail(model, metho
     assert run.plan.memory is not None and run.plan.estimate is not None
 
 
-def test_configs_lists_every_model_config_like_customizer(ftc):
-    result = ftc("configs")
+def test_configs_urns_lists_every_model_config_like_customizer(ftc):
+    result = ftc("configs", "--urns")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0].split() == ["URN", "TRAINING", "FINETUNING", "GPUS", "NODES", "TP", "MAX", "SEQ"]

@@ -7,7 +7,6 @@ afterwards with Hydra's own override logic, so a 1000-point sweep composes only 
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -19,7 +18,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import ValidationError
 
 from ftc.compiler.config.schema import ADMIN_ONLY, JobConfig
-from ftc.compiler.config.sites import site_folders
+from ftc.compiler.config.sites import searchpath_override, site_folders
 from ftc.compiler.config.urn import expand_urn_override
 from ftc.compiler.config.validation import field_names, format_validation_error
 from ftc.compiler.errors import UserError
@@ -67,19 +66,17 @@ def _is_group_override(override) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...]) -> DictConfig:
+def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...], hydra: bool = False) -> DictConfig:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
 
     _register_resolvers()
-    overrides = list(group_overrides)
-    if site:
-        overrides.append("hydra.searchpath=[" + ",".join(f"file://{os.path.abspath(p)}" for p in site) + "]")
+    overrides = [*group_overrides, *searchpath_override(site)]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="ftc.conf", version_base="1.3"):
-            return compose(config_name="ftc", overrides=overrides)
+            return compose(config_name="ftc", overrides=overrides, return_hydra_config=hydra)
     except MissingConfigException as exc:
         raise UserError(_missing_option_line(exc, group_overrides)) from None
     except (HydraException, OmegaConfBaseException) as exc:
@@ -196,3 +193,9 @@ def load_model_config(option: str):
         return ModelConfig.model_validate(resolve(cfg.model))
     except ValidationError as exc:
         raise UserError(*(f"model.{line}" for line in format_validation_error(exc))) from None
+
+
+def hydra_view(args: Sequence[str]) -> DictConfig:
+    """Hydra's own record of composing `args`' config groups (runtime.choices, config_sources): ftc --info."""
+    groups = tuple(o.input_line for o in parse_overrides(expand_urn_override(args)) if _is_group_override(o))
+    return _compose_groups(groups, tuple(site_folders()), hydra=True).hydra

@@ -138,7 +138,7 @@ def output_root(option: str | None = None) -> Path:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Run folders under root (<namespace>/<name>/<run_id>/plan.json), least recently touched first."""
+    """Run folders under root (<namespace>/<model>-<name>/<run_id>/plan.json), least recently touched first."""
     folders = [p.parent for p in root.glob("*/*/*/plan.json")]
 
     def touched(folder: Path) -> float:

@@ -1,0 +1,58 @@
+"""What Hydra can compose: the config search path, the config groups and their options, and the
+choices a command line makes. `ftc --help`, `ftc --info` and shell completion all read it here, from
+Hydra itself, so they show what a composition would really use (site folders included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ftc.compiler.config.sites import searchpath_override, site_folders
+
+# The groups a user picks on the command line; `recipe` is chosen for them (<model>-<method>).
+USER_GROUPS = ("model", "method", "data", "cluster", "resources")
+AUTO_GROUPS = ("recipe",)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One entry of Hydra's config search path."""
+
+    provider: str  # hydra, main (ftc's own conf/), or where a site folder came from
+    scheme: str  # pkg, file, structured
+    path: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.path}"
+
+
+def group_options() -> dict[str, list[str]]:
+    """Every config group and its options, along the whole search path (site folders included)."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="ftc.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        overrides = searchpath_override(site_folders())
+        return {g: loader.get_group_options(g, config_name="ftc", overrides=overrides)
+                for g in (*USER_GROUPS, *AUTO_GROUPS)}
+
+
+def choices_and_sources(args: Sequence[str]) -> tuple[dict[str, str | None], list[Source]]:
+    """The option each config group gets with `args`, and Hydra's search path, in lookup order."""
+    from omegaconf import OmegaConf
+
+    from ftc.compiler.config.compose import hydra_view
+
+    hydra = hydra_view(args)
+    choices = OmegaConf.to_container(hydra.runtime.choices)
+    ours = {g: choices.get(g) for g in (*USER_GROUPS, *AUTO_GROUPS)}
+    sources = [Source(s.provider, s.schema, s.path) for s in hydra.runtime.config_sources]
+    return ours, sources
+
+
+def default_choices() -> dict[str, str | None]:
+    return choices_and_sources([])[0]
