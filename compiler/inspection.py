@@ -54,11 +54,12 @@ def composed(kind: str, overrides: Sequence[str], resolve_values: bool) -> dict:
 def show_config(kind: str, overrides: Sequence[str], resolve_values: bool, package: str | bool | None) -> str:
     shown: object = composed(kind, overrides, resolve_values)
     if package:
+        where = "the composed config"
         for part in str(package).split("."):
             if not isinstance(shown, dict) or part not in shown:
-                keys = ", ".join(shown) if isinstance(shown, dict) else "none"
-                raise UserError(f"--package: no {part!r} in {package!r} of the composed config (keys there: {keys})")
-            shown = shown[part]
+                keys = ", ".join(shown) if isinstance(shown, dict) else "none, it is a value"
+                raise UserError(f"--package: no {part!r} in {where} (keys there: {keys})")
+            shown, where = shown[part], repr(part) if where.startswith("the") else f"{where[:-1]}.{part}'"
     return yaml.safe_dump(shown, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
 
 

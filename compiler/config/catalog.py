@@ -5,7 +5,9 @@ Hydra itself, so they show what a composition would really use (site folders inc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ftc.compiler.config.sites import searchpath_override, site_folders
@@ -28,13 +30,21 @@ class Source:
         return f"{self.scheme}://{self.path}"
 
 
+@contextmanager
+def _quiet_missing_folders() -> Iterator[None]:
+    """Hydra warns of a missing search path folder; ftc --info names it instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"provider=.* is not available")
+        yield
+
+
 def group_options() -> dict[str, list[str]]:
     """Every config group and its options, along the whole search path (site folders included)."""
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="ftc.conf", version_base="1.3"):
+    with _quiet_missing_folders(), initialize_config_module(config_module="ftc.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         overrides = searchpath_override(site_folders())
         return {g: loader.get_group_options(g, config_name="ftc", overrides=overrides)
@@ -47,7 +57,8 @@ def choices_and_sources(args: Sequence[str]) -> tuple[dict[str, str | None], lis
 
     from ftc.compiler.config.compose import hydra_view
 
-    hydra = hydra_view(args)
+    with _quiet_missing_folders():
+        hydra = hydra_view(args)
     choices = OmegaConf.to_container(hydra.runtime.choices)
     ours = {g: choices.get(g) for g in (*USER_GROUPS, *AUTO_GROUPS)}
     sources = [Source(s.provider, s.schema, s.path) for s in hydra.runtime.config_sources]
