@@ -1,11 +1,8 @@
-"""`python -m ftc`: compile (and submit) a fine-tuning job, or manage the runs already submitted.
+"""`ftc` (or `python -m ftc`): compile (and submit) a fine-tuning job, or manage the runs already submitted.
 
-    ftc [-m] [OVERRIDE ...]       compile one job (or a sweep with -m); dry_run=true only shows it
-    ftc configs                   the model configs and what each supports
-    ftc schema                    the JSON Schema of a job config
-    ftc status [RUN]              runs and their states, or one run in detail
-    ftc logs RUN [-f]             a run's log
-    ftc cancel RUN                cancel a run
+Hydra's conventions hold: `key=value` overrides, `group=option`, `-m` for a sweep, `--cfg job|hydra|all`
+with `--resolve` and `--package`, `--info`, `--shell-completion install=bash|zsh`, `--version`. Commands are
+the functions in COMMANDS; the first line of each one's docstring is its line in `ftc --help`.
 """
 
 from __future__ import annotations
@@ -15,18 +12,29 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ftc.compiler.errors import UserError
+from ftc.compiler.inspection import INFO_KINDS
 
 EXIT_USAGE = 2
 
 
 def _configs(args: list[str]) -> int:
-    from ftc.compiler.report import configs_table
+    """the model configs by the names you type, with URNs and options (--urns: one row per URN)"""
+    from ftc.compiler.report import configs_by_name, configs_table
 
-    print(configs_table())
+    names = [a for a in args if not a.startswith("-")]
+    flags = [a for a in args if a.startswith("-")]
+    if any(f not in ("--urns", "-h", "--help") for f in flags):
+        bad = next(f for f in flags if f not in ("--urns", "-h", "--help"))
+        raise UserError(f"configs: unknown option {bad}; usage: ftc configs [NAME ...] [--urns]")
+    if "-h" in flags or "--help" in flags:
+        print("usage: ftc configs [NAME ...] [--urns]\n\n" + _doc_line(_configs))
+        return 0
+    print(configs_table() if "--urns" in flags else configs_by_name(names))
     return 0
 
 
 def _schema(args: list[str]) -> int:
+    """the JSON Schema of a job config"""
     import json
 
     from ftc.compiler.config.schema import JobConfig
@@ -36,18 +44,21 @@ def _schema(args: list[str]) -> int:
 
 
 def _status(args: list[str]) -> int:
+    """runs and their states, or one run in detail: ftc status [RUN]"""
     from ftc.compiler.runs.jobs import status_command
 
     return status_command(args)
 
 
 def _logs(args: list[str]) -> int:
+    """a run's log: ftc logs RUN [-f]"""
     from ftc.compiler.runs.jobs import logs_command
 
     return logs_command(args)
 
 
 def _cancel(args: list[str]) -> int:
+    """cancel a run (a sweep's array job cancels every point): ftc cancel RUN"""
     from ftc.compiler.runs.jobs import cancel_command
 
     return cancel_command(args)
@@ -61,22 +72,165 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "cancel": _cancel,
 }
 
+HYDRA_ONLY = {  # Hydra flags that have no meaning in ftc, and why
+    "--config-path": "ftc's configs are its own conf/ plus the site folders in $FTC_SITE_CONFIG (ftc --info searchpath)",
+    "--config-name": "ftc's primary config is always ftc.yaml; pick groups instead (model=..., method=...)",
+    "--config-dir": "site folders go in $FTC_SITE_CONFIG, colon-separated (ftc --info searchpath)",
+    "--experimental-rerun": "rerun a run by its run folder instead: the same command again resumes or reports it",
+}
+SHORT = {"-c": "--cfg", "-p": "--package", "-i": "--info", "-sc": "--shell-completion", "-h": "--help",
+         "-m": "--multirun", "-r": "--run", "-cp": "--config-path", "-cn": "--config-name", "-cd": "--config-dir"}
+
+
+def _doc_line(command: Callable) -> str:
+    return ((command.__doc__ or "").strip().splitlines() or [""])[0]
+
+
+def usage() -> str:
+    """`ftc --help`: how to call it, the config groups with their options, the commands and the flags."""
+    from ftc.compiler.config.catalog import USER_GROUPS, default_choices, group_options
+
+    options, defaults = group_options(), default_choices()
+    width = max(map(len, (*USER_GROUPS, *COMMANDS)))
+    groups = [f"  {g.ljust(width)}  " + ", ".join(f"{o} (default)" if o == defaults.get(g) else o
+                                                  for o in _default_first(options[g], defaults.get(g)))
+              for g in USER_GROUPS]
+    commands = [f"  {name.ljust(width)}  {_doc_line(fn)}" for name, fn in COMMANDS.items()]
+    return "\n".join([
+        "ftc: compile a fine-tuning job into a checked plan and an exact sbatch script, and submit it.",
+        "",
+        "usage: ftc [-m] [OVERRIDE ...]      compile and submit one job (a sweep with -m); dry_run=true only shows it",
+        "       ftc COMMAND [ARG ...]        see the commands below",
+        "       ftc --cfg job|hydra|all [--resolve] [-p KEY] [OVERRIDE ...]",
+        "       ftc --info [searchpath|groups|choices] [OVERRIDE ...]",
+        "",
+        "Config groups (pick one option each with group=option):",
+        *groups,
+        "",
+        "Overrides (Hydra syntax):",
+        "  key=value          set a field: method.learning_rate=2e-4 method.lora.adapter_dim=16 (all: ftc --cfg job)",
+        "  model.urn=URN      pick a model config by its URN, e.g. meta/llama-3.1-8b-instruct@v1.0.0+H100",
+        "  -m key=a,b,c       a sweep over every combination: one Slurm job array",
+        "",
+        "Commands:",
+        *commands,
+        "",
+        "Options:",
+        *_options_help(),
+        "",
+        "Every field and what it means: the README's config reference, or ftc schema.",
+    ])
+
+
+def _default_first(options: list[str], default: str | None) -> list[str]:
+    return sorted(options, key=lambda o: (o != default, o))
+
+
+def _options_help() -> list[str]:
+    return [
+        "  -h, --help                    this help",
+        "  --version                     ftc's version, and Hydra's and Python's",
+        "  -m, --multirun                compile a sweep: comma-separated values give one point per combination",
+        "  -c, --cfg job|hydra|all       print the composed config and stop: job (what you can override), hydra",
+        "                                (search path and choices), all (both, and the model's training_options)",
+        "  --resolve                     with --cfg: resolve ${...} interpolations",
+        "  -p, --package KEY             with --cfg: only that part of the config, e.g. -p method",
+        "  -i, --info [WHAT]             the search path, the config groups and options, the choices these",
+        "                                overrides make, and the site folders ($FTC_SITE_CONFIG)",
+        "  -sc, --shell-completion install=bash|zsh",
+        "                                print the completion script: eval \"$(ftc -sc install=bash)\"",
+        "  --hydra-help                  which of Hydra's own flags ftc takes",
+    ]
+
+
+def hydra_help() -> str:
+    lines = ["ftc reads Hydra's flags itself (it composes with Hydra's compose API, not @hydra.main):", "",
+             *_options_help(), "", "Not taken, and why:"]
+    lines += [f"  {flag:<29} {why}" for flag, why in HYDRA_ONLY.items()]
+    lines.append("  hydra.* overrides             ftc writes run folders itself; see the README")
+    return "\n".join(lines)
+
+
+def version() -> str:
+    import platform
+
+    import hydra
+    import omegaconf
+
+    import ftc
+
+    return f"ftc {ftc.__version__} (Hydra {hydra.__version__}, OmegaConf {omegaconf.__version__}, Python {platform.python_version()})"
+
+
+def _parse_flags(argv: list[str]) -> tuple[dict[str, str | bool], list[str]]:
+    """Hydra-style flags anywhere on the line -> (flags, overrides)."""
+    flags: dict[str, str | bool] = {}
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-") or arg == "-":
+            overrides.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        name = SHORT.get(name, name)
+        if name in HYDRA_ONLY:
+            raise UserError(f"{name}: not taken by ftc: {HYDRA_ONLY[name]}")
+        if name in ("--help", "--version", "--resolve", "--multirun", "--run", "--hydra-help") and not eq:
+            flags[name] = True
+        elif name in ("--cfg", "--package", "--shell-completion"):
+            if not eq and i < len(argv):
+                value, i = argv[i], i + 1
+            if not value:
+                raise UserError(f"{name}: needs a value; see ftc --help")
+            flags[name] = value
+        elif name == "--info":
+            if not eq and i < len(argv) and argv[i] in INFO_KINDS:
+                value, i = argv[i], i + 1
+            flags[name] = value or "all"
+        else:
+            raise UserError(f"unknown option {arg}; see ftc --help")
+    return flags, overrides
+
 
 def run(argv: Sequence[str]) -> int:
     argv = list(argv)
-    if argv and argv[0] in ("-h", "--help", "help"):
-        print(__doc__.strip())
+    if not argv or argv[0] == "help":
+        print(usage())
         return 0
-    if argv and argv[0] in COMMANDS:
+    if argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = [a for a in argv if a not in ("-m", "--multirun")]
-    unknown = [a for a in overrides if a.startswith("-")]
-    if unknown:
-        raise UserError(f"unknown option {unknown[0]}; see ftc --help")
+    flags, overrides = _parse_flags(argv)
+    if flags.get("--help"):
+        print(usage())
+        return 0
+    if flags.get("--hydra-help"):
+        print(hydra_help())
+        return 0
+    if flags.get("--version"):
+        print(version())
+        return 0
+    if "--shell-completion" in flags:
+        from ftc.compiler.completion import completion_command
+
+        return completion_command(str(flags["--shell-completion"]), COMMANDS)
+    if "--info" in flags:
+        from ftc.compiler.inspection import info
+
+        print(info(str(flags["--info"]), overrides))
+        return 0
+    if "--cfg" in flags:
+        from ftc.compiler.inspection import show_config
+
+        print(show_config(str(flags["--cfg"]), overrides, bool(flags.get("--resolve")), flags.get("--package")), end="")
+        return 0
+    for flag in ("--resolve", "--package"):
+        if flag in flags:
+            raise UserError(f"{flag}: goes with --cfg job|hydra|all; see ftc --help")
     from ftc.compiler.driver import compile_and_run
 
-    return compile_and_run(overrides, multirun)
+    return compile_and_run(overrides, bool(flags.get("--multirun")))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

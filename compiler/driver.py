@@ -62,7 +62,32 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
         print(f"sweep: {len(points)} point(s), one run folder each")
         for index, (point, run) in enumerate(points):
             print(sweep_line(index, run.plan, point))
+        show_sweep_script([run for _, run in points])
         return 0
     from ftc.compiler.submit.submitter import submit_sweep
 
     return submit_sweep([run for _, run in points], request)
+
+
+def show_sweep_script(runs: list[CompiledRun]) -> None:
+    """A Slurm sweep's dry run: write and print the job array script a submission would send.
+
+    Locally there is no array: the points run one after another, each by its own launch line.
+    """
+    from pathlib import Path
+
+    from ftc.compiler.runfolder import write_atomic
+    from ftc.compiler.submit.submitter import render_sweep, sweep_folder
+
+    executors = {run.plan.job.cluster.executor for run in runs}
+    if len(executors) > 1:
+        raise UserError("sweep: cluster.executor differs between points; a sweep runs on one executor")
+    if executors == {"local"}:
+        print("local executor: the points run one after another here, each by its own run folder's launch line")
+        return
+    sweep_id, sweep_dir = sweep_folder(runs)
+    script = render_sweep(runs, sweep_id, sweep_dir)
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(sweep_dir) / "sweep.sbatch", script)
+    print(f"--- {sweep_dir}/sweep.sbatch")
+    sys.stdout.write(script)

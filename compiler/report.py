@@ -72,8 +72,67 @@ def sweep_line(index: int, plan: Plan, overrides: list[str]) -> str:
     return f"[{index}] {plan.run_id}  {t.nodes}x{t.gpus_per_node} ZeRO {t.zero_stage}  {memory}  {' '.join(overrides) or '(defaults)'}"
 
 
+def _count(value: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(value)
+
+
+def _option_row(o) -> tuple[str, ...]:
+    nodes = f"{o.num_nodes} node{'s' * (o.num_nodes > 1)} x {o.num_gpus} GPU{'s' * (o.num_gpus > 1)}"
+    return (o.training_type, o.finetuning_type, nodes, f"TP {o.tensor_parallel_size}", f"max seq {o.max_seq_length}")
+
+
+def _model_configs(names: list[str]) -> list:
+    """(option, validated config) for each model config, or for the ones `names` asks for."""
+    import difflib
+
+    from ftc.compiler.config.compose import load_model_config
+    from ftc.compiler.config.urn import model_entries
+    from ftc.compiler.errors import UserError
+
+    entries = {e.option: e for e in model_entries()}
+    for name in names:
+        if name not in entries:
+            near = difflib.get_close_matches(name, entries, n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise UserError(f"configs: no model config {name!r}{hint} (choose from {', '.join(sorted(entries))})")
+    return [(option, load_model_config(option)) for option in (names or entries)]
+
+
+def configs_by_name(names: list[str] | None = None) -> str:
+    """Model configs under the names you type (model=llama8b), each with its URN and training options.
+
+    GPU variants that offer the same options share one block.
+    """
+    blocks: list[tuple[str, list[tuple[str, list[tuple[str, ...]]]]]] = []
+    models = _model_configs(names or [])
+    width = max(len(option) for option, _ in models)
+    for option, model in models:
+        a = model.architecture
+        groups: dict[tuple, list[str]] = {}
+        for variant, options in model.training_options.items():
+            groups.setdefault(tuple(_option_row(o) for o in options), []).append(variant)
+        head = (f"{option.ljust(width)}  {model.namespace}/{model.name}@{model.version}  "
+                f"({a.family}, {_count(a.parameters)} parameters)")
+        blocks.append((head, [(", ".join(v), list(rows)) for rows, v in groups.items()]))
+    rows = [r for _, groups in blocks for _, rs in groups for r in rs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    lines = []
+    for head, groups in blocks:
+        lines.append(head)
+        for variants, option_rows in groups:
+            lines.append(f"  +{variants.replace(', ', ', +')}")
+            lines += ["    " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in option_rows]
+        lines.append("")
+    lines.append("Pick one with model=NAME, or a GPU variant with model.urn=URN+GPU "
+                 "(e.g. model.urn=meta/llama-3.1-8b-instruct@v1.0.0+H100); ftc configs --urns lists every URN.")
+    return "\n".join(lines)
+
+
 def configs_table() -> str:
-    """Model configs as NeMo Customizer's configs endpoint lists them."""
+    """Model configs as NeMo Customizer's configs endpoint lists them: one row per URN and option."""
     from ftc.compiler.config.compose import load_model_config
     from ftc.compiler.config.sites import site_changes
     from ftc.compiler.config.urn import model_entries

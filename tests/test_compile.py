@@ -81,7 +81,7 @@ def test_sweep_compiles_every_point_into_its_own_folder(ftc, output_root):
     lines = [line for line in result.out.splitlines() if line.startswith("[")]
     assert len(lines) == 4
     assert "method.learning_rate=5e-05 method.lora.adapter_dim=16" in lines[3]
-    assert len(list(output_root.glob("default/demo-lora/*/job.sbatch"))) == 4
+    assert len(list(output_root.glob("default/tiny-llama-demo-lora/*/job.sbatch"))) == 4
 
 
 def test_sweep_drops_identical_points(output_root):
@@ -114,8 +114,8 @@ def test_every_shipped_combination_compiles_or_names_its_guard_rail(model, metho
     assert run.plan.memory is not None and run.plan.estimate is not None
 
 
-def test_configs_lists_every_model_config_like_customizer(ftc):
-    result = ftc("configs")
+def test_configs_urns_lists_every_model_config_like_customizer(ftc):
+    result = ftc("configs", "--urns")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0].split() == ["URN", "TRAINING", "FINETUNING", "GPUS", "NODES", "TP", "MAX", "SEQ"]

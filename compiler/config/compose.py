@@ -21,7 +21,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import ValidationError
 
 from ftc.compiler.config.schema import ADMIN_ONLY, JobConfig
-from ftc.compiler.config.sites import GROUPS, site_folders
+from ftc.compiler.config.sites import GROUPS, initialize_hydra, site_folders
 from ftc.compiler.config.urn import expand_urn_override
 from ftc.compiler.config.validation import field_names, format_validation_error
 from ftc.compiler.errors import UserError
@@ -82,7 +82,7 @@ def _is_group_override(override) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...]) -> DictConfig:
+def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...], hydra: bool = False) -> DictConfig:
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
@@ -91,8 +91,8 @@ def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...]) -> 
     overrides = list(group_overrides)
     GlobalHydra.instance().clear()
     try:
-        _initialize(site)
-        return compose(config_name="ftc", overrides=overrides)
+        initialize_hydra(site)
+        return compose(config_name="ftc", overrides=overrides, return_hydra_config=hydra)
     except MissingConfigException as exc:
         raise UserError(_missing_option_line(exc, group_overrides)) from None
     except (HydraException, OmegaConfBaseException) as exc:
@@ -103,20 +103,6 @@ def _compose_groups(group_overrides: tuple[str, ...], site: tuple[str, ...]) -> 
         raise UserError(f"{where}: {getattr(exc, 'problem', None) or _first_line(exc)}") from None
     finally:
         GlobalHydra.instance().clear()
-
-
-def _initialize(site: tuple[str, ...]) -> None:
-    """Start Hydra with the site folders searched before ftc's own `conf/` (after Hydra's own),
-    so that a site file with a shipped name replaces it in every group."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.version import setbase
-
-    setbase("1.3")
-    search_path = create_config_search_path("pkg://ftc.conf")
-    for folder in site:
-        search_path.prepend("site", f"file://{folder}", anchor="main")
-    Hydra.create_main_hydra2("ftc", search_path)
 
 
 def _missing_option_line(exc: Exception, group_overrides: Iterable[str]) -> str:
@@ -255,3 +241,9 @@ def load_model_config(option: str):
         return ModelConfig.model_validate(resolve(cfg.model))
     except ValidationError as exc:
         raise UserError(*(f"model.{line}" for line in format_validation_error(exc))) from None
+
+
+def hydra_view(args: Sequence[str]) -> DictConfig:
+    """Hydra's own record of composing `args`' config groups (runtime.choices, config_sources): ftc --info."""
+    groups = tuple(o.input_line for o in parse_overrides(expand_urn_override(args)) if _is_group_override(o))
+    return _compose_groups(groups, tuple(site_folders()), hydra=True).hydra

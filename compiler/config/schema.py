@@ -344,9 +344,9 @@ class EvalConfig(Strict):
 class JobConfig(Strict):
     """A whole fine-tuning request, as composed by Hydra."""
 
-    name: str = Field(description="job name; part of the run folder")
+    name: str = Field(description="job name (default <data>-<method>); the run folder is <model.name>-<name>")
     namespace: str = "default"
-    output_root: PathText = Field(description="run folders go to <output_root>/<namespace>/<name>/<run_id>")
+    output_root: PathText = Field(description="run folders go to <output_root>/<namespace>/<model.name>-<name>/<run_id>")
     dry_run: bool = False
     strict: bool = Field(False, description="turn warnings into errors")
     preflight: bool = Field(True, description="ask Slurm with sbatch --test-only before submitting")

@@ -83,3 +83,17 @@ def site_changes() -> list[str]:
             elif not path.is_relative_to(shipped_conf()):
                 lines.append(f"{group}={option}: {path} (added by the site)")
     return lines
+
+
+def initialize_hydra(site: tuple[str, ...]) -> None:
+    """Start Hydra with the site folders searched before ftc's own `conf/` (after Hydra's own),
+    so that a site file with a shipped name replaces it in every group."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.version import setbase
+
+    setbase("1.3")
+    search_path = create_config_search_path("pkg://ftc.conf")
+    for folder in site:
+        search_path.prepend("site", f"file://{folder}", anchor="main")
+    Hydra.create_main_hydra2("ftc", search_path)

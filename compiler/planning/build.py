@@ -93,6 +93,12 @@ def padded_length(job: JobConfig, dataset: DatasetSummary, seq_len: int) -> int:
     return min(seq_len, dataset.longest_row_bytes + CHAT_TEMPLATE_TOKENS + generated)
 
 
+def run_dir(job: JobConfig, rid: str) -> str:
+    """<output_root>/<namespace>/<model>-<name>/<run id>: the model is in the folder name, so the same
+    task on two models lands in two folders (name defaults to <data>-<method>)."""
+    return os.path.join(os.path.abspath(job.output_root), job.namespace, f"{job.model.name}-{job.name}", rid)
+
+
 def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
@@ -121,7 +127,7 @@ def build_plan(job: JobConfig) -> Plan:
     return Plan(
         ftc_version=ftc.__version__,
         run_id=rid,
-        run_dir=os.path.join(os.path.abspath(job.output_root), job.namespace, job.name, rid),
+        run_dir=run_dir(job, rid),
         output_name=f"{job.namespace}/{job.model.name}-{job.data.name}-{finetuning}@{rid}",
         model_urn=job.model.urn(guards.variant_of(job)),
         gpu=gpu,

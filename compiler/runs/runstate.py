@@ -95,9 +95,7 @@ class RunView:
 
     @property
     def name(self) -> str:
-        job = self.plan.get("job")
-        name = job.get("name") if isinstance(job, dict) else None
-        return name if isinstance(name, str) and name else self.run_dir.parent.name
+        return self.run_dir.parent.name  # <model>-<name>: tells the same task on two models apart
 
     @property
     def job(self) -> str:
@@ -222,7 +220,7 @@ def output_root(option: str | None = None) -> Path:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Run folders under root (<namespace>/<name>/<run_id>/plan.json), least recently touched first."""
+    """Run folders under root (<namespace>/<model>-<name>/<run_id>/plan.json), least recently touched first."""
     folders = [p.parent for p in root.glob("*/*/*/plan.json")]
 
     def touched(folder: Path) -> float:

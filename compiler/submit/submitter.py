@@ -187,6 +187,12 @@ def render_sweep(runs: list[CompiledRun], sweep_id: str, sweep_dir: Path) -> str
     )
 
 
+def sweep_folder(runs: list[CompiledRun]) -> tuple[str, Path]:
+    """A sweep's id (a hash of its points' run ids) and its folder, <output_root>/<namespace>/sweeps/<id>."""
+    sweep_id = sha256(",".join(sorted(r.plan.run_id for r in runs)))[:10]
+    return sweep_id, Path(runs[0].plan.run_dir).parents[1] / "sweeps" / sweep_id
+
+
 def submit_sweep(runs: list[CompiledRun], job: JobConfig | None = None) -> int:
     """One job array for all points still to run; returns as soon as Slurm has queued it."""
     if not runs:
@@ -216,8 +222,7 @@ def _submit_array(runs: list[CompiledRun], job: JobConfig | None) -> int:
         raise UserError(*problems)
     if not todo:
         return 0
-    sweep_id = sha256(",".join(sorted(r.plan.run_id for r in todo)))[:10]
-    sweep_dir = Path(todo[0].plan.run_dir).parents[1] / "sweeps" / sweep_id
+    sweep_id, sweep_dir = sweep_folder(todo)
     (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
     script = render_sweep(todo, sweep_id, sweep_dir)
     script_path = sweep_dir / "sweep.sbatch"
