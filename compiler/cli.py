@@ -6,6 +6,7 @@
     ftc status [RUN]              runs and their states, or one run in detail
     ftc logs RUN [-f]             a run's log
     ftc cancel RUN                cancel a run
+    ftc serve [--host H] [--port P] [OVERRIDE ...]   the NeMo Customizer job API and run dashboard
 """
 
 from __future__ import annotations
@@ -53,12 +54,19 @@ def _cancel(args: list[str]) -> int:
     return cancel_command(args)
 
 
+def _serve(args: list[str]) -> int:
+    from ftc.compiler.api.serve import serve_command
+
+    return serve_command(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "configs": _configs,
     "schema": _schema,
     "status": _status,
     "logs": _logs,
     "cancel": _cancel,
+    "serve": _serve,
 }
 
 
