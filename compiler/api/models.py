@@ -31,14 +31,15 @@ class DatasetRef(Body):
 class LoraHyperparameters(Body):
     adapter_dim: int | None = None
     adapter_dropout: float | None = None
-    alpha: int | None = None
+    alpha: Annotated[int, Field(le=65_536)] | None = None
 
 
 class Hyperparameters(Body):
     training_type: Literal["sft", "dpo", "grpo"] = "sft"
     finetuning_type: Literal["lora", "lora_merged", "all_weights"] = "lora"
-    epochs: int | None = None
-    batch_size: int | None = None
+    # Upper bounds an HTTP client must not exceed; the schema checks the rest, as for the CLI.
+    epochs: Annotated[int, Field(le=10_000)] | None = None
+    batch_size: Annotated[int, Field(le=1_048_576)] | None = None
     learning_rate: float | None = None
     lora: LoraHyperparameters | None = None
 

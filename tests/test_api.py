@@ -1,0 +1,234 @@
+"""The Customizer job API and the dashboard, through the real server (uvicorn) on a loopback port.
+
+A job body becomes the same validated job the CLI would compile (same run id), runs on the local
+executor, and reports Customizer's status fields; bad bodies are refused with nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api_server import TOKEN, lora_body, start
+
+JOBS = "/v1/customization/jobs"
+HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "; touch PWNED", "' ; touch PWNED; '", '" ; touch PWNED; "',
+           "a\ntouch PWNED", "\\", "* ?", "|touch PWNED", "../../etc", "/etc/passwd", "demo\x00", "demo\r", "",
+           "x" * 5000, "demo,demo", "demo data.path=/etc", "${oc.env:HOME}"]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory) -> Path:
+    """A registered dataset root with one dataset, a copy of the bundled demo."""
+    from ftc.compiler.config.compose import bundled_dataset
+
+    root = tmp_path_factory.mktemp("datasets")
+    shutil.copytree(bundled_dataset("demo", "lora"), root / "email-assist")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, datasets):
+    srv = start(tmp_path_factory.mktemp("api"), "--rate", "0", "--creates-per-min", "600", "cluster=local",
+                env={"FTC_API_DATASETS": str(datasets)})
+    yield srv
+    srv.stop()
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "FTC_OUTPUT_ROOT": str(root)})
+
+
+def test_no_token_is_401_and_nothing_is_written(server):
+    before = server.files()
+    for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN}):
+        r = httpx.post(server.base + JOBS, json=lora_body(), headers=headers)
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(server.base + JOBS, headers=headers).status_code == 401
+        assert httpx.get(server.base + "/", headers=headers).status_code == 401
+    assert server.files() == before
+
+
+def test_missing_urn_version_is_customizers_400(server):
+    r = server.post(JOBS, json={**lora_body(), "config": "ftc/tiny-llama"})
+    assert r.status_code == 400
+    assert r.json()["detail"] == "Version is not specified in the config URN"
+
+
+def test_unknown_config_and_dataset_are_404(server):
+    r = server.post(JOBS, json={**lora_body(), "config": "ftc/huge-llama@v1.0.0+CPU"})
+    assert r.status_code == 404 and "no model config 'ftc/huge-llama@v1.0.0+CPU'" in r.json()["detail"]
+    r = server.post(JOBS, json={**lora_body(), "dataset": {"name": "no-such-set"}})
+    assert r.status_code == 404 and "no dataset default/no-such-set" in r.json()["detail"]
+    assert server.get(f"{JOBS}/0123456789").status_code == 404
+    assert server.get(f"{JOBS}/..%2F..%2Fetc/status").status_code == 404
+
+
+def test_configs_lists_the_model_urns(server):
+    names = [c["name"] for c in server.get("/v1/customization/configs").json()["data"]]
+    assert "ftc/tiny-llama@v1.0.0+CPU" in names and "meta/llama-3.1-8b-instruct@v1.0.0+H100" in names
+
+
+def _refused_bodies():
+    body = lora_body()
+    hyper = body["hyperparameters"]
+    cases = {
+        "override list": {**body, "overrides": ["cluster.setup=[rm -rf ~]"]},
+        "site field": {**body, "cluster": {"setup": ["touch PWNED"]}},
+        "admin field in hyperparameters": {**body, "hyperparameters": {**hyper, "target_modules": ["q_proj"]}},
+        "path as dataset": {**body, "dataset": {"name": "demo", "path": "/etc"}},
+        "output_root": {**body, "output_root": "/tmp"},
+        "epochs as string": {**body, "hyperparameters": {**hyper, "epochs": "3"}},
+        "epochs as bool": {**body, "hyperparameters": {**hyper, "epochs": True}},
+        "epochs zero": {**body, "hyperparameters": {**hyper, "epochs": 0}},
+        "huge epochs": {**body, "hyperparameters": {**hyper, "epochs": 10**30}},
+        "config as list": {**body, "config": ["ftc/tiny-llama@v1.0.0+CPU"]},
+        "empty body": {},
+        "lora on all_weights": {**body, "hyperparameters": {**hyper, "finetuning_type": "all_weights"}},
+        "unknown training type": {**body, "hyperparameters": {**hyper, "training_type": "ppo"}},
+    }
+    for i, value in enumerate(HOSTILE):
+        cases[f"hostile dataset name {i}"] = {**body, "dataset": {"name": value}}
+        cases[f"hostile dataset namespace {i}"] = {**body, "dataset": {"name": "demo", "namespace": value}}
+        if value:
+            cases[f"hostile config {i}"] = {**body, "config": f"ftc/tiny-llama@v1.0.0+CPU{value}"}
+        cases[f"hostile output_model {i}"] = {**body, "output_model": f"default/{value}"}
+    return cases
+
+
+def test_refused_bodies_write_and_queue_nothing(server):
+    before = server.files()
+    for label, body in _refused_bodies().items():
+        r = server.post(JOBS, json=body)
+        assert 400 <= r.status_code < 500, (label, r.status_code, r.text)
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and detail and "\n" not in detail and "Traceback" not in detail, (label, detail)
+    for raw in ('{"config": "ftc/tiny-llama@v1.0.0+CPU", "dataset": {"name": "demo"}, '
+                '"hyperparameters": {"learning_rate": NaN}}',
+                '{"config": "ftc/tiny-llama@v1.0.0+CPU", "dataset": {"name": "demo"}, '
+                '"hyperparameters": {"learning_rate": Infinity}}',
+                "not json", "[]", '"config"', ""):
+        r = server.post(JOBS, content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (raw, r.text)
+    r = server.post(JOBS, content=b"{" + b" " * 70_000 + b"}", headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert server.files() == before
+    assert server.get(JOBS).json()["pagination"]["total_results"] == 0
+    assert not list(Path.cwd().glob("PWNED")) and not list(server.root.parent.rglob("PWNED"))
+
+
+def test_schema_errors_are_the_clis_lines(server, tmp_path):
+    hyper = {**lora_body()["hyperparameters"], "lora": {"adapter_dim": 12, "adapter_dropout": 0.1}}
+    r = server.post(JOBS, json={**lora_body(), "hyperparameters": hyper})
+    assert r.status_code == 422
+    line = cli(tmp_path, "model=tiny", "method.lora.adapter_dim=12").stderr.strip()
+    assert line == f"ftc: error: {r.json()['detail']}" == "ftc: error: method.lora.adapter_dim: must be a power of 2 up to 256 (got 12)"
+
+
+def test_a_body_compiles_to_the_clis_run_id(tmp_path, datasets):
+    """The API's translation of a body and the equivalent command line give the same run id
+    (the output root is part of a run id, so both use the same)."""
+    srv = start(tmp_path / "srv", "--rate", "0", "cluster=local", "dry_run=true", env={"FTC_API_DATASETS": str(datasets)})
+    try:
+        body = lora_body(epochs=2, batch_size=8, learning_rate=0.001, lora={"adapter_dim": 16, "adapter_dropout": 0.05, "alpha": 32})
+        job = srv.post(JOBS, json=body).json()
+        assert job["status"] == "created"
+        assert srv.post(JOBS, json=body).json()["id"] == job["id"]
+        named = srv.post(JOBS, json={**body, "dataset": {"name": "email-assist"}}).json()
+    finally:
+        srv.stop()
+    args = ["model.urn=ftc/tiny-llama@v1.0.0+CPU", "method=lora", "method.epochs=2", "method.batch_size=8",
+            "method.learning_rate=0.001", "method.lora.adapter_dim=16", "method.lora.adapter_dropout=0.05",
+            "method.lora.alpha=32", "dry_run=true"]
+    out = cli(srv.root, *args, "data=demo").stdout
+    assert out.splitlines()[0].split()[-1] == job["output_model"] == f"default/tiny-llama-demo-lora@{job['id']}"
+    out = cli(srv.root, *args, "data=custom", "data.name=email-assist", f"data.path={datasets / 'email-assist'}").stdout
+    assert out.splitlines()[0].split()[-1] == named["output_model"] == f"default/tiny-llama-email-assist-lora@{named['id']}"
+
+
+@pytest.mark.train
+def test_lora_job_runs_to_completed_with_customizer_status(server):
+    body = lora_body()
+    r = server.post(JOBS, json=body)
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert job["output_model"] == f"default/tiny-llama-demo-lora@{job['id']}"
+    assert job["config"] == "ftc/tiny-llama@v1.0.0+CPU" and job["status"] in ("running", "completed")
+    again = server.post(JOBS, json=body)
+    assert again.status_code in (200, 409) and (again.json().get("id") == job["id"])
+    status = server.wait_for(job["id"])
+    assert status["status"] == "completed", status
+    assert status["percentage_done"] == 100.0
+    assert status["steps_completed"] == status["max_steps"] > 0
+    assert status["epochs_completed"] >= 1 and status["elapsed_time"] > 0
+    assert isinstance(status["train_loss"], float) and isinstance(status["val_loss"], float)
+    assert status["best_epoch"] is not None
+    epochs = status["epochs"]
+    assert epochs and all(e["val_loss"] is not None for e in epochs) and epochs[-1]["epoch"] == status["epochs_completed"]
+    assert status["eval"]["after"]["loss"] < status["eval"]["before"]["loss"]
+    details = server.get(f"{JOBS}/{job['id']}").json()
+    run_dir = Path(details["run_dir"])
+    assert details["script"] == (run_dir / "job.sbatch").read_text()
+    assert details["plan_summary"][0].split()[-1] == job["output_model"] and "warnings" in details
+    record = (run_dir / "job.json").read_text()
+    done = server.post(JOBS, json=body)
+    assert done.status_code == 200 and done.json()["id"] == job["id"] and done.json()["status"] == "completed"
+    assert (run_dir / "job.json").read_text() == record  # not run twice
+    listed = server.get(JOBS, params={"filter[status]": "completed"}).json()
+    assert [j["id"] for j in listed["data"]] == [job["id"]]
+
+
+@pytest.mark.train
+def test_cancel_a_running_job(server):
+    r = server.post(JOBS, json=lora_body(learning_rate=0.004))
+    job_id = r.json()["id"]
+    server.wait_for(job_id, states=("running",), timeout=120)
+    cancelled = server.post(f"{JOBS}/{job_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert server.get(f"{JOBS}/{job_id}/status").json()["status"] == "cancelled"
+    assert "nothing to cancel" in server.post(f"{JOBS}/{job_id}/cancel").json()["status_details"].get("status", "") \
+        or server.post(f"{JOBS}/{job_id}/cancel").json()["status"] == "cancelled"
+
+
+def test_token_file_is_generated_owner_only(tmp_path):
+    token_file = tmp_path / "cfg" / "api-token"
+    srv = start(tmp_path, "--token-file", str(token_file), "cluster=local", token=None)
+    try:
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        token = token_file.read_text().strip()
+        assert token in srv.log.read_text()
+        ok = httpx.get(srv.base + JOBS, headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        login = httpx.get(srv.base + f"/?token={token}", follow_redirects=False)
+        assert login.status_code == 303 and "HttpOnly" in login.headers["set-cookie"]
+        cookie = {"ftc_token": token}
+        assert httpx.get(srv.base + "/", cookies=cookie).status_code == 200
+        assert httpx.post(srv.base + JOBS, json=lora_body(), cookies=cookie).status_code == 401  # no CSRF
+    finally:
+        srv.stop()
+
+
+def test_rate_limit_answers_429(tmp_path):
+    srv = start(tmp_path, "--rate", "2", "cluster=local")
+    try:
+        codes = [srv.get(JOBS).status_code for _ in range(30)]
+        assert 429 in codes and codes[0] == 200
+    finally:
+        srv.stop()
+
+
+def test_serve_refuses_a_bad_operator_override(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ftc", "serve", "cluster=nowhere"], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
+    assert r.returncode == 2 and r.stderr.startswith("ftc: error: cluster: unknown option 'nowhere'")
