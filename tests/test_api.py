@@ -37,7 +37,9 @@ def datasets(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, datasets):
+    # The operator's method.max_steps=60 keeps the tiny model's run short; a body cannot set it.
     srv = start(tmp_path_factory.mktemp("api"), "--rate", "0", "--creates-per-min", "600", "cluster=local",
+                "method.max_steps=60",
                 env={"FTC_API_DATASETS": str(datasets)})
     yield srv
     srv.stop()
@@ -189,16 +191,19 @@ def test_lora_job_runs_to_completed_with_customizer_status(server):
 
 
 @pytest.mark.train
-def test_cancel_a_running_job(server):
-    r = server.post(JOBS, json=lora_body(learning_rate=0.004))
-    job_id = r.json()["id"]
-    server.wait_for(job_id, states=("running",), timeout=120)
-    cancelled = server.post(f"{JOBS}/{job_id}/cancel")
-    assert cancelled.status_code == 200, cancelled.text
-    assert cancelled.json()["status"] == "cancelled"
-    assert server.get(f"{JOBS}/{job_id}/status").json()["status"] == "cancelled"
-    assert "nothing to cancel" in server.post(f"{JOBS}/{job_id}/cancel").json()["status_details"].get("status", "") \
-        or server.post(f"{JOBS}/{job_id}/cancel").json()["status"] == "cancelled"
+def test_cancel_a_running_job(tmp_path):
+    srv = start(tmp_path, "--rate", "0", "cluster=local", "method.max_steps=5000")  # long enough to catch running
+    try:
+        job_id = srv.post(JOBS, json=lora_body()).json()["id"]
+        srv.wait_for(job_id, states=("running",), timeout=120)
+        cancelled = srv.post(f"{JOBS}/{job_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        assert srv.get(f"{JOBS}/{job_id}/status").json()["status"] == "cancelled"
+        again = srv.post(f"{JOBS}/{job_id}/cancel")
+        assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    finally:
+        srv.stop()
 
 
 def test_token_file_is_generated_owner_only(tmp_path):
@@ -232,3 +237,91 @@ def test_serve_refuses_a_bad_operator_override(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ftc", "serve", "cluster=nowhere"], capture_output=True, text=True,
                        timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
     assert r.returncode == 2 and r.stderr.startswith("ftc: error: cluster: unknown option 'nowhere'")
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def _browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("FTC_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.train
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs chromium and chromium-driver (apt; .ci/run installs them)")
+def test_dashboard_in_a_real_browser(server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    done = server.get(JOBS, params={"filter[status]": "completed"}).json()["data"]
+    job_id = done[0]["id"] if done else server.post(JOBS, json=lora_body()).json()["id"]
+    assert server.wait_for(job_id)["status"] == "completed"
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for a browser online
+    driver = _browser()
+    try:
+        driver.get(f"{server.base}/?token={TOKEN}")
+        assert "token" not in driver.current_url  # traded for a cookie
+        row = driver.find_element(By.CSS_SELECTOR, f'tr.run[data-id="{job_id}"]')
+        assert "completed" in row.text and f"default/tiny-llama-demo-lora@{job_id}" in row.text
+        assert row.find_elements(By.CSS_SELECTOR, "svg.sparkline polyline.train")
+        driver.save_screenshot(str(_artifacts(tmp_path) / "dashboard-runs.png"))
+        row.find_element(By.LINK_TEXT, job_id).click()
+        chart = driver.find_element(By.ID, "loss-chart")
+        for cls in ("train", "val"):
+            line = chart.find_element(By.CSS_SELECTOR, f"polyline.{cls}")
+            assert len(line.get_attribute("points").split()) >= 5
+            width = driver.execute_script("return arguments[0].getBBox().width", line)
+            assert width > 300  # drawn across the chart, not a point
+        assert driver.find_element(By.ID, "script").text.startswith("#!/bin/bash")
+        assert driver.find_element(By.ID, "plan").text.startswith(f"run        default/tiny-llama-demo-lora@{job_id}")
+        assert "completed" in driver.find_element(By.ID, "log").text
+        shot = _artifacts(tmp_path) / "dashboard-run.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("FTC_UPDATE_DOCS") == "1":
+            shutil.copy(shot, Path(__file__).resolve().parents[1] / "docs" / "dashboard.png")
+    finally:
+        driver.quit()
+
+
+SERVER_PROBE = """
+import importlib.abc, json, sys
+HEAVY = {heavy!r}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError(f"login node: no {{name}}")
+
+sys.meta_path.insert(0, Block())
+from starlette.testclient import TestClient
+from ftc.compiler.api.serve import build, parse
+app, token, _, _ = build(parse(["--rate", "0", "cluster=local", "dry_run=true"]))
+client = TestClient(app, headers={{"Authorization": f"Bearer {{token}}"}})
+job = client.post("/v1/customization/jobs", json={body!r}).json()
+for path in ("/v1/customization/jobs", f"/v1/customization/jobs/{{job['id']}}", f"/v1/customization/jobs/{{job['id']}}/status",
+             "/v1/customization/configs", "/", f"/runs/{{job['id']}}"):
+    assert client.get(path).status_code == 200, path
+print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set(HEAVY))))
+"""
+
+
+def test_the_server_imports_no_training_stack(tmp_path):
+    from test_login_node import HEAVY
+
+    code = SERVER_PROBE.format(heavy=HEAVY, body=lora_body())
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
