@@ -11,12 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-
 from api_server import TOKEN, lora_body, start
 
 JOBS = "/v1/customization/jobs"
@@ -46,7 +44,7 @@ def server(tmp_path_factory, datasets):
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "ftc", *args], check=False, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "FTC_OUTPUT_ROOT": str(root)})
 
 
@@ -115,10 +113,8 @@ def test_refused_bodies_write_and_queue_nothing(server):
         assert 400 <= r.status_code < 500, (label, r.status_code, r.text)
         detail = r.json()["detail"]
         assert isinstance(detail, str) and detail and "\n" not in detail and "Traceback" not in detail, (label, detail)
-    for raw in ('{"config": "ftc/tiny-llama@v1.0.0+CPU", "dataset": {"name": "demo"}, '
-                '"hyperparameters": {"learning_rate": NaN}}',
-                '{"config": "ftc/tiny-llama@v1.0.0+CPU", "dataset": {"name": "demo"}, '
-                '"hyperparameters": {"learning_rate": Infinity}}',
+    head = '{"config": "ftc/tiny-llama@v1.0.0+CPU", "dataset": {"name": "demo"}, '
+    for raw in (head + '"hyperparameters": {"learning_rate": NaN}}', head + '"hyperparameters": {"learning_rate": Infinity}}',
                 "not json", "[]", '"config"', ""):
         r = server.post(JOBS, content=raw, headers={"Content-Type": "application/json"})
         assert r.status_code == 422, (raw, r.text)
@@ -147,6 +143,9 @@ def test_a_body_compiles_to_the_clis_run_id(tmp_path, datasets):
         assert job["status"] == "created"
         assert srv.post(JOBS, json=body).json()["id"] == job["id"]
         named = srv.post(JOBS, json={**body, "dataset": {"name": "email-assist"}}).json()
+        renamed = srv.post(JOBS, json={**body, "output_model": "team-a/email-v2"}).json()
+        assert (renamed["namespace"], renamed["name"]) == ("team-a", "email-v2")
+        assert renamed["output_model"] == f"team-a/tiny-llama-demo-lora@{renamed['id']}"
     finally:
         srv.stop()
     args = ["model.urn=ftc/tiny-llama@v1.0.0+CPU", "method=lora", "method.epochs=2", "method.batch_size=8",
@@ -176,7 +175,8 @@ def test_lora_job_runs_to_completed_with_customizer_status(server):
     assert isinstance(status["train_loss"], float) and isinstance(status["val_loss"], float)
     assert status["best_epoch"] is not None
     epochs = status["epochs"]
-    assert epochs and all(e["val_loss"] is not None for e in epochs) and epochs[-1]["epoch"] == status["epochs_completed"]
+    assert all(e["val_loss"] is not None for e in epochs)
+    assert len(epochs) in (status["epochs_completed"], status["epochs_completed"] + 1)  # + the partial last one
     assert status["eval"]["after"]["loss"] < status["eval"]["before"]["loss"]
     details = server.get(f"{JOBS}/{job['id']}").json()
     run_dir = Path(details["run_dir"])
@@ -234,7 +234,7 @@ def test_rate_limit_answers_429(tmp_path):
 
 
 def test_serve_refuses_a_bad_operator_override(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ftc", "serve", "cluster=nowhere"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "ftc", "serve", "cluster=nowhere"], check=False, capture_output=True, text=True,
                        timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
     assert r.returncode == 2 and r.stderr.startswith("ftc: error: cluster: unknown option 'nowhere'")
 
@@ -321,7 +321,7 @@ def test_the_server_imports_no_training_stack(tmp_path):
     from test_login_node import HEAVY
 
     code = SERVER_PROBE.format(heavy=HEAVY, body=lora_body())
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

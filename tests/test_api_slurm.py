@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from api_server import lora_body, start
+
 from slurm_fixtures import CI_SITE, require_slurm, slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.train]
@@ -45,7 +45,7 @@ def test_cancel_an_array_by_its_slurm_id(server):
     proc = subprocess.run(
         [sys.executable, "-m", "ftc", "-m", "cluster=ci", "cluster.partition=cpu", "model=tiny", "method=lora",
          "data=demo", "method.learning_rate=1e-3,2e-3", "method.max_steps=5000"],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
         env={**os.environ, "FTC_OUTPUT_ROOT": str(server.root), "FTC_SITE_CONFIG": str(CI_SITE)})
     assert proc.returncode == 0, proc.stderr
     array = re.search(r"as Slurm job array (\d+)", proc.stdout).group(1)

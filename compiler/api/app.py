@@ -13,7 +13,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ftc.compiler.api import auth, dashboard
+from ftc.compiler.api import dashboard
 from ftc.compiler.api.datasets import UnknownDataset
 from ftc.compiler.api.guard import BodyTooLarge, Guard
 from ftc.compiler.api.limits import Limits
@@ -33,7 +33,8 @@ def error(status: int, problems: list[str], **extra) -> JSONResponse:
     return JSONResponse({"detail": detail, "problems": problems, **extra}, status_code=status)
 
 
-def create_app(service: JobService, token: str, limits: Limits = Limits()) -> FastAPI:
+def create_app(service: JobService, token: str, limits: Limits | None = None) -> FastAPI:
+    limits = limits or Limits()
     app = FastAPI(title="ftc: NeMo Customizer API on Slurm", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
 
@@ -74,7 +75,7 @@ def create_app(service: JobService, token: str, limits: Limits = Limits()) -> Fa
             return error(422, format_validation_error(exc))
         from starlette.concurrency import run_in_threadpool
 
-        created, view = await run_in_threadpool(service.create, job)
+        _, view = await run_in_threadpool(service.create, job)
         return JSONResponse(describe(view).model_dump(mode="json"), status_code=200)
 
     @app.get(f"{PREFIX}/jobs", response_model=JobList)

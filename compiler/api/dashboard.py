@@ -65,11 +65,10 @@ def log_tail(view: RunView) -> str:
 def _eval_line(details: dict) -> str:
     report = details.get("eval") or {}
     before, after = report.get("before") or {}, report.get("after") or {}
-    for key, label, scale in (("exact_match", "exact match", 100), ("loss", "loss", 1)):
+    for key, label, form in (("exact_match", "exact match", "{:.1%}"), ("loss", "loss", "{:.3f}")):
         if isinstance(after.get(key), (int, float)):
             b = before.get(key)
-            fmt = (lambda v: f"{v * scale:.1f}%") if scale == 100 else (lambda v: f"{v:.3f}")
-            return f"{label} {fmt(b) if isinstance(b, (int, float)) else '-'} → {fmt(after[key])}"
+            return f"{label} {form.format(b) if isinstance(b, (int, float)) else '-'} → {form.format(after[key])}"
     return ""
 
 

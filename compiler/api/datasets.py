@@ -24,7 +24,7 @@ class DatasetRoots:
     roots: tuple[Path, ...]
 
     @classmethod
-    def from_option(cls, option: str | None) -> "DatasetRoots":
+    def from_option(cls, option: str | None) -> DatasetRoots:
         text = option if option is not None else os.environ.get(DATASETS_ENV, "")
         return cls(tuple(Path(p).resolve() for p in text.split(os.pathsep) if p))
 

@@ -28,6 +28,7 @@ from ftc.compiler.runs.runstate import ACTIVE, RunView
 RUN_ID = re.compile(r"^[0-9a-f]{6,64}$")
 SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 RESCAN_S = 0.5
+SLURM_ANSWER_S = 2.0  # how long one answer from Slurm serves the polls of the same job
 
 
 class NotFound(LookupError):
@@ -60,6 +61,7 @@ class JobService:
         self._index: dict[str, Path] = {}
         self._scanned = 0.0
         self._configs: list[dict] | None = None
+        self._answers: dict[str, tuple[float, RunView]] = {}
 
     # ------------------------------------------------------------ lookups
 
@@ -79,7 +81,17 @@ class JobService:
         return folder
 
     def view(self, job_id: str) -> RunView:
-        return runstate.resolve_states([runstate.load(self.folder(job_id))])[0]
+        """The run's state; a Slurm job's answer is reused for a moment, so many clients polling
+        one job cost slurmctld one query per SLURM_ANSWER_S, not one per poll."""
+        kept = self._answers.get(job_id)
+        if kept is not None and time.monotonic() - kept[0] < SLURM_ANSWER_S:
+            return kept[1]
+        view = runstate.resolve_states([runstate.load(self.folder(job_id))])[0]
+        if (view.record or {}).get("executor") == "slurm":
+            if len(self._answers) > 4096:
+                self._answers.clear()
+            self._answers[job_id] = (time.monotonic(), view)
+        return view
 
     # ------------------------------------------------------------ create
 
@@ -102,6 +114,7 @@ class JobService:
                 if not job.dry_run:
                     submit_run(run, job)
             self._index[run.plan.run_id] = run_dir
+            self._answers.pop(run.plan.run_id, None)
         return todo, runstate.resolve_states([runstate.load(run_dir)])[0]
 
     # ------------------------------------------------------------ cancel
@@ -118,6 +131,7 @@ class JobService:
         with self.lock:
             for view in views:
                 print(cancel_run(view), flush=True)
+                self._answers.pop(view.run_id, None)
         return runstate.resolve_states([runstate.load(f) for f in folders])
 
     # ------------------------------------------------------------ lists

@@ -48,8 +48,9 @@ def loss_chart(train: list[Point], val: list[Point], width: int = 720, height: i
     pad = (56, 16, 16, 40)
     at, (x0, x1, y0, y1) = _scale([train, val], width, height, pad)
     left, right, top, bottom = pad
-    parts = [f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-             'fill="none" stroke="#d1d5db"/>']
+    frame = (f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+             'fill="none" stroke="#d1d5db"/>')
+    parts = [frame]
     for i in range(5):
         value = y0 + (y1 - y0) * i / 4
         y = round(top + (y1 - value) / (y1 - y0) * (height - top - bottom), 1)
