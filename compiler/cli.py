@@ -64,12 +64,20 @@ def _cancel(args: list[str]) -> int:
     return cancel_command(args)
 
 
+def _serve(args: list[str]) -> int:
+    """the NeMo Customizer job API and run dashboard: ftc serve [--host H] [--port P] [OVERRIDE ...]"""
+    from ftc.compiler.api.serve import serve_command
+
+    return serve_command(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "configs": _configs,
     "schema": _schema,
     "status": _status,
     "logs": _logs,
     "cancel": _cancel,
+    "serve": _serve,
 }
 
 HYDRA_ONLY = {  # Hydra flags that have no meaning in ftc, and why

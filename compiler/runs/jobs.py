@@ -273,27 +273,34 @@ def _show_log(options: argparse.Namespace, view: RunView, fd: int | None) -> int
         time.sleep(FOLLOW_POLL_S)
 
 
+def cancel_run(view: RunView) -> str:
+    """Cancel one run (the stop file, then scancel or the local process group); what was done, in words.
+
+    Only a record that validates is acted on: a damaged job.json signals nothing.
+    """
+    record, run_id = view.record, printable(view.run_id)
+    if view.damaged:
+        raise UserError(next(p for p in view.problems if records.JOB_FILE in p) +
+                        " (nothing was signalled: ftc cancels only jobs its records name validly)")
+    if not record:
+        return f"run {run_id} was never submitted; nothing to cancel"
+    if view.state not in ACTIVE:
+        return f"run {run_id} is already {printable(view.label)}; nothing to cancel"
+    if record.get("executor") == "local":
+        from ftc.compiler.submit import local
+
+        return f"run {run_id} (local pid {record.get('pid')}): {local.cancel(view.run_dir, record)}"
+    if view.state == "running":
+        (view.run_dir / STOP_FILE).write_text("cancel\n")
+    try:
+        slurm.cancel(record["job"])
+    except slurm.SlurmError as exc:
+        raise UserError(f"scancel {record['job']}: {exc}") from None
+    return f"cancelled run {run_id} (Slurm job {record['job']})"
+
+
 def cancel_command(args: list[str]) -> int:
     options = _parse("cancel", args, run_required=True)
     for view in _views(options.run, runstate.output_root(options.root)):
-        record, run_id = view.record, printable(view.run_id)
-        if view.damaged:
-            raise UserError(next(p for p in view.problems if records.JOB_FILE in p) +
-                            " (nothing was signalled: ftc cancels only jobs its records name validly)")
-        if not record:
-            print(f"run {run_id} was never submitted; nothing to cancel")
-        elif view.state not in ACTIVE:
-            print(f"run {run_id} is already {printable(view.label)}; nothing to cancel")
-        elif record.get("executor") == "local":
-            from ftc.compiler.submit import local
-
-            print(f"run {run_id} (local pid {record.get('pid')}): {local.cancel(view.run_dir, record)}")
-        else:
-            if view.state == "running":
-                (view.run_dir / STOP_FILE).write_text("cancel\n")
-            try:
-                slurm.cancel(record["job"])
-            except slurm.SlurmError as exc:
-                raise UserError(f"scancel {record['job']}: {exc}") from None
-            print(f"cancelled run {run_id} (Slurm job {record['job']})")
+        print(cancel_run(view))
     return 0

@@ -1,0 +1,67 @@
+"""The bearer token every request needs: $FTC_API_TOKEN, or one generated into an owner-only file.
+
+The browser dashboard cannot send a header, so `/?token=...` trades the token for an HttpOnly,
+SameSite=Strict cookie that GET requests accept; changing requests (POST) need the header, so a
+page on another site cannot create or cancel jobs through a logged-in browser.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from ftc.compiler.errors import UserError
+
+TOKEN_ENV = "FTC_API_TOKEN"
+TOKEN_FILE_ENV = "FTC_API_TOKEN_FILE"
+COOKIE = "ftc_token"
+MIN_LENGTH = 16
+
+
+def default_token_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "ftc" / "api-token"
+
+
+def _owner_only(path: Path) -> bool:
+    info = path.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+def _checked(token: str, where: str) -> str:
+    token = token.strip()
+    if len(token) < MIN_LENGTH or not token.isprintable() or " " in token:
+        raise UserError(f"{where}: the API token must be at least {MIN_LENGTH} printable characters without spaces")
+    return token
+
+
+def load_token(file: Path | None = None) -> tuple[str, Path | None]:
+    """(token, the file it came from or went to); the env variable is removed so jobs do not inherit it."""
+    env = os.environ.pop(TOKEN_ENV, None)
+    if env is not None:
+        return _checked(env, TOKEN_ENV), None
+    path = Path(file or os.environ.get(TOKEN_FILE_ENV) or default_token_file())
+    if path.exists():
+        if not _owner_only(path):
+            raise UserError(f"{path}: the token file must belong to you and be readable by you only (chmod 600)")
+        return _checked(path.read_text(), str(path)), path
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token, path
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def same(given: str | None, token: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())

@@ -1,0 +1,105 @@
+"""The run dashboard: server-rendered pages over the same service the JSON API uses.
+
+`/` lists the runs (state, progress, loss sparkline, eval before/after, output name); `/runs/ID`
+shows one run's loss curves, plan summary, exact script and log tail. Pages refresh themselves
+while a run is pending or running. Jinja2 autoescapes everything a run folder holds.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Query
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from ftc.compiler.api import metrics, svg
+from ftc.compiler.runs.runstate import ACTIVE, RunView, clock
+
+LOG_TAIL_BYTES = 16 * 1024
+REFRESH_S = 3
+
+
+def _environment() -> Environment:
+    folder = Path(str(resources.files("ftc.templates")))
+    return Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(default=True),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+def plan_details(view: RunView) -> dict:
+    """The plan summary lines, the exact script and the warnings: what `ftc status RUN` prints."""
+    from pydantic import ValidationError
+
+    from ftc.compiler.planning.plan import Plan
+    from ftc.compiler.report import summary
+
+    try:
+        lines = summary(Plan.model_validate(view.plan)).splitlines()
+    except (ValidationError, TypeError, ValueError):
+        lines = [f"run        {view.plan.get('output_name', view.run_id)}"]
+    try:
+        script = (view.run_dir / "job.sbatch").read_text(errors="replace")
+    except OSError:
+        script = ""
+    return {"plan_summary": lines, "script": script, "warnings": list(view.plan.get("warnings") or []),
+            "decisions": list(view.plan.get("decisions") or []), "run_dir": str(view.run_dir)}
+
+
+def log_tail(view: RunView) -> str:
+    path = (view.record or {}).get("log")
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_TAIL_BYTES))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text if size <= LOG_TAIL_BYTES else text.split("\n", 1)[-1]
+
+
+def _eval_line(details: dict) -> str:
+    report = details.get("eval") or {}
+    before, after = report.get("before") or {}, report.get("after") or {}
+    for key, label, form in (("exact_match", "exact match", "{:.1%}"), ("loss", "loss", "{:.3f}")):
+        if isinstance(after.get(key), (int, float)):
+            b = before.get(key)
+            return f"{label} {form.format(b) if isinstance(b, (int, float)) else '-'} → {form.format(after[key])}"
+    return ""
+
+
+def register(app: FastAPI, service) -> None:
+    from ftc.compiler.api.service import describe
+
+    env = _environment()
+
+    def row(view: RunView) -> dict:
+        job = describe(view)
+        history = metrics.read(view.run_dir)
+        details = job.status_details
+        percent = details.get("percentage_done")
+        return {"job": job, "state": view.label, "active": view.state in ACTIVE,
+                "progress": f"{percent:.0f}%" if isinstance(percent, (int, float)) else "-",
+                "elapsed": clock(view.elapsed_s), "eval": _eval_line(details),
+                "sparkline": Markup(svg.sparkline(history.train, history.val))}
+
+    @app.get("/", response_class=HTMLResponse)
+    def runs_page(page: int = Query(1, ge=1, le=1_000_000)):
+        views, total = service.views(page, 50, True, {})
+        rows = [row(v) for v in views]
+        refresh = REFRESH_S if any(r["active"] for r in rows) else None
+        return env.get_template("dashboard_runs.html.j2").render(
+            rows=rows, total=total, page=page, pages=max(1, -(-total // 50)), refresh=refresh)
+
+    @app.get("/runs/{job_id}", response_class=HTMLResponse)
+    def run_page(job_id: str):
+        view = service.view(job_id)
+        history = metrics.read(view.run_dir)
+        data = row(view)
+        return env.get_template("dashboard_run.html.j2").render(
+            **data, details=data["job"].status_details, plan=plan_details(view), log=log_tail(view),
+            chart=Markup(svg.loss_chart(history.train, history.val)), refresh=REFRESH_S if data["active"] else None)

@@ -1,0 +1,247 @@
+"""The job operations behind the endpoints, over the compiler, the submitter and the run records.
+
+One lock serialises everything that composes configs (Hydra's global state) or submits, so the
+same body sent twice at once is still one job. Reads (status, lists) take no lock: the run
+folder's files are written atomically, and each read re-resolves the state from Slurm or the
+local process, as `ftc status` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ftc.compiler.api import metrics
+from ftc.compiler.api.datasets import DatasetRoots
+from ftc.compiler.api.models import CreateJob, Job
+from ftc.compiler.api.translate import command_line, to_overrides
+from ftc.compiler.errors import UserError
+from ftc.compiler.records import read_json
+from ftc.compiler.runs import runstate
+from ftc.compiler.runs.runstate import ACTIVE, RunView
+
+RUN_ID = re.compile(r"^[0-9a-f]{6,64}$")
+SLURM_ID = re.compile(r"^\d+(_\d+)?$")
+RESCAN_S = 0.5
+SLURM_ANSWER_S = 2.0  # how long one answer from Slurm serves the polls of the same job
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(Exception):
+    def __init__(self, detail: str, job_id: str):
+        super().__init__(detail)
+        self.detail, self.job_id = detail, job_id
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+class JobService:
+    def __init__(self, operator: Sequence[str], roots: DatasetRoots, output_root: Path):
+        self.operator = list(operator)
+        self.roots = roots
+        self.output_root = output_root
+        self.lock = threading.Lock()
+        self._index: dict[str, Path] = {}
+        self._scanned = 0.0
+        self._configs: list[dict] | None = None
+        self._answers: dict[str, tuple[float, RunView]] = {}
+
+    # ------------------------------------------------------------ lookups
+
+    def rescan(self) -> None:
+        self._index = {p.name: p for p in runstate.find_runs(self.output_root)}
+        self._scanned = time.monotonic()
+
+    def folder(self, job_id: str) -> Path:
+        if not RUN_ID.match(job_id):
+            raise NotFound(f"no job {job_id!r}")
+        folder = self._index.get(job_id)
+        if (folder is None or not (folder / "plan.json").is_file()) and time.monotonic() - self._scanned > RESCAN_S:
+            self.rescan()
+            folder = self._index.get(job_id)
+        if folder is None:
+            raise NotFound(f"no job {job_id!r}")
+        return folder
+
+    def view(self, job_id: str) -> RunView:
+        """The run's state; a Slurm job's answer is reused for a moment, so many clients polling
+        one job cost slurmctld one query per SLURM_ANSWER_S, not one per poll."""
+        kept = self._answers.get(job_id)
+        if kept is not None and time.monotonic() - kept[0] < SLURM_ANSWER_S:
+            return kept[1]
+        view = runstate.resolve_states([runstate.load(self.folder(job_id))])[0]
+        if (view.record or {}).get("executor") == "slurm":
+            if len(self._answers) > 4096:
+                self._answers.clear()
+            self._answers[job_id] = (time.monotonic(), view)
+        return view
+
+    # ------------------------------------------------------------ create
+
+    def create(self, request: CreateJob) -> tuple[bool, RunView]:
+        """(created, view): a new job, or the completed one the same body already made."""
+        from ftc.compiler.driver import compile_point
+        from ftc.compiler.submit.folder import write_run
+        from ftc.compiler.submit.submitter import still_to_run, submit_run
+
+        argv = command_line(self.operator, to_overrides(request, self.roots))
+        with self.lock:
+            job, run = compile_point(argv)
+            run_dir = Path(run.plan.run_dir)
+            try:
+                todo = still_to_run(run.plan)
+            except UserError as exc:
+                raise Conflict(exc.problems[0], run.plan.run_id) from None
+            if todo:
+                write_run(run)
+                if not job.dry_run:
+                    submit_run(run, job)
+            self._index[run.plan.run_id] = run_dir
+            self._answers.pop(run.plan.run_id, None)
+        return todo, runstate.resolve_states([runstate.load(run_dir)])[0]
+
+    # ------------------------------------------------------------ cancel
+
+    def cancel(self, job_id: str) -> list[RunView]:
+        """Cancel a job by run id, or every run of a Slurm job (a whole array) by its Slurm id."""
+        from ftc.compiler.runs.jobs import cancel_run, resolve
+
+        if SLURM_ID.match(job_id) and job_id not in self._index:
+            folders = resolve(job_id, self.output_root)
+        else:
+            folders = [self.folder(job_id)]
+        views = runstate.resolve_states([runstate.load(f) for f in folders])
+        with self.lock:
+            for view in views:
+                print(cancel_run(view), flush=True)
+                self._answers.pop(view.run_id, None)
+        return runstate.resolve_states([runstate.load(f) for f in folders])
+
+    # ------------------------------------------------------------ lists
+
+    def views(self, page: int, page_size: int, newest_first: bool, filters: dict[str, str]) -> tuple[list[RunView], int]:
+        folders = runstate.find_runs(self.output_root)
+        self._index.update({p.name: p for p in folders})
+        if newest_first:
+            folders.reverse()
+        if not filters:
+            total = len(folders)
+            chosen = folders[(page - 1) * page_size: page * page_size]
+            return runstate.resolve_states([runstate.load(f) for f in chosen]), total
+        every = runstate.resolve_states([runstate.load(f) for f in folders])
+        kept = [v for v in every if all(_matches(describe(v), key, value) for key, value in filters.items())]
+        return kept[(page - 1) * page_size: page * page_size], len(kept)
+
+    def configs(self) -> list[dict]:
+        if self._configs is None:
+            from ftc.compiler.config.compose import load_model_config
+            from ftc.compiler.config.urn import model_entries
+
+            with self.lock:
+                found = []
+                for entry in model_entries():
+                    model = load_model_config(entry.option)
+                    for variant, options in model.training_options.items():
+                        found.append({
+                            "name": model.urn(variant), "namespace": model.namespace, "base_model": model.name,
+                            "version": model.version, "gpu": variant,
+                            "max_seq_length": model.architecture.max_seq_length,
+                            "training_options": [o.model_dump() for o in options],
+                        })
+                self._configs = found
+        return self._configs
+
+
+def _matches(job: Job, key: str, value: str) -> bool:
+    if key == "status":
+        return job.status == value
+    if key == "config":
+        return job.config == value or job.config.startswith(value + "+")
+    if key == "dataset":
+        return job.dataset.get("name") == value
+    if key in ("training_type", "finetuning_type"):
+        return job.hyperparameters.get(key) == value
+    return True
+
+
+def describe(view: RunView) -> Job:
+    """A run as Customizer's job object; everything comes from the run folder's own records."""
+    plan, record, status = view.plan, view.record or {}, view.status
+    job = plan.get("job") or {}
+    method = job.get("method") or {}
+    hyper = {"training_type": {"lora": "sft", "sft": "sft"}.get(method.get("name"), method.get("name")),
+             "finetuning_type": method.get("finetuning_type")}
+    hyper.update({k: method.get(k) for k in ("epochs", "batch_size", "learning_rate", "max_steps")})
+    if isinstance(method.get("lora"), dict) and method.get("finetuning_type") in ("lora", "lora_merged"):
+        hyper["lora"] = {k: method["lora"].get(k) for k in ("adapter_dim", "adapter_dropout", "alpha")}
+    created = record.get("submitted_at") or _iso(_mtime(view.run_dir / "plan.json") or 0)
+    updated = status.get("updated_at") or created
+    return Job(
+        id=view.run_id, namespace=job.get("namespace", "default"), name=job.get("name", view.name),
+        created_at=created, updated_at=updated, config=plan.get("model_urn", ""),
+        dataset={"name": (job.get("data") or {}).get("name")}, hyperparameters=hyper,
+        output_model=plan.get("output_name", ""), status=view.state if view.state != "unknown" else "unknown",
+        status_details=status_details(view),
+    )
+
+
+def status_details(view: RunView) -> dict:
+    """Customizer's status fields, from status.json, metrics.jsonl and the resolved state."""
+    status = view.status
+    percent = status.get("percent")
+    if view.state == "completed":
+        percent = 100.0
+    epoch = status.get("epoch")
+    history = metrics.read(view.run_dir)
+    eval_report = read_json(view.run_dir / "eval.json") or {}
+    return {
+        "status": view.state,
+        "reason": view.reason or None,
+        "steps_completed": status.get("step"),
+        "max_steps": status.get("max_steps"),
+        "epochs_completed": int(epoch) if isinstance(epoch, (int, float)) else None,
+        "percentage_done": percent,
+        "elapsed_time": view.elapsed_s,
+        "eta_s": status.get("eta_s") if view.state in ACTIVE else None,
+        "best_epoch": status.get("best_epoch"),
+        "train_loss": status.get("train_loss"),
+        "val_loss": status.get("val_loss"),
+        "best_val_loss": status.get("best_val_loss"),
+        "early_stopped": status.get("early_stopped"),
+        "error": status.get("error"),
+        "epochs": history.per_epoch(),
+        "metrics": {
+            "keys": ["train_loss", "val_loss"],
+            "metrics": {
+                "train_loss": [{"step": p.step, "epoch": p.epoch, "value": p.value} for p in history.train],
+                "val_loss": [{"step": p.step, "epoch": p.epoch, "value": p.value} for p in history.val],
+            },
+        },
+        "eval": {"before": eval_report.get("before"), "after": eval_report.get("after")} if eval_report else None,
+        "job": (view.record or {}).get("job"),
+    }
+
+
+def output_root_of(operator: Sequence[str]) -> Path:
+    """Where the operator's jobs land: composed once at start, which also checks the overrides."""
+    from ftc.compiler.config.compose import load_job
+
+    job, _ = load_job(list(operator))
+    return Path(os.path.abspath(job.output_root))

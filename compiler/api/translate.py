@@ -1,0 +1,120 @@
+"""A Customizer job body -> the command line the CLI would take for it -> the same validated job.
+
+The body becomes a list of overrides (`model.urn=... method=lora method.epochs=...`) after the
+operator's own (`serve cluster=mysite ...`); `compile_point` then composes, validates and plans
+exactly as `python -m ftc` does, so the same body gets the same run id as that command line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ftc.compiler.api.datasets import DatasetRoots
+from ftc.compiler.api.models import CreateJob, Hyperparameters
+from ftc.compiler.config.fields import identifier
+from ftc.compiler.config.urn import find_model
+from ftc.compiler.errors import UserError
+
+# (training_type, finetuning_type) -> the method group and its finetuning_type override, if any
+METHODS = {
+    ("sft", "lora"): ("lora", None),
+    ("sft", "lora_merged"): ("lora", "lora_merged"),
+    ("sft", "all_weights"): ("sft", None),
+    ("dpo", "lora"): ("dpo", "lora"),
+    ("dpo", "all_weights"): ("dpo", "all_weights"),
+    ("grpo", "lora"): ("grpo", "lora"),
+    ("grpo", "all_weights"): ("grpo", "all_weights"),
+}
+PLAIN = re.compile(r"^[A-Za-z0-9_./+@-]+$")
+
+
+class MissingVersion(UserError):
+    """Customizer answers 400 with its own detail string."""
+
+
+class UnknownConfig(UserError):
+    """No model config has that URN: 404."""
+
+
+@dataclass(frozen=True)
+class Translation:
+    overrides: list[str]  # the request's part of the command line, after the operator's
+
+
+def quoted(value: str) -> str:
+    """A value as Hydra's override grammar reads it back verbatim."""
+    if PLAIN.match(value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def check_config(urn: str) -> None:
+    """Customizer's answers first: a URN without a version is 400, an unknown one 404."""
+    try:
+        find_model(urn)
+    except UserError as exc:
+        line = exc.problems[0]
+        if "Version is not specified" in line:
+            raise MissingVersion(line) from None
+        raise UnknownConfig(line.replace("model.urn:", "config:", 1)) from None
+
+
+def _method(h: Hyperparameters) -> list[str]:
+    choice = METHODS.get((h.training_type, h.finetuning_type))
+    if choice is None:
+        raise UserError(f"hyperparameters.finetuning_type: {h.finetuning_type!r} is not offered with training_type "
+                        f"{h.training_type!r}; choose from "
+                        f"{', '.join(f for t, f in METHODS if t == h.training_type)}")
+    group, finetuning = choice
+    out = [f"method={group}"]
+    if finetuning:
+        out.append(f"method.finetuning_type={finetuning}")
+    for field in ("epochs", "batch_size", "learning_rate"):
+        value = getattr(h, field)
+        if value is not None:
+            out.append(f"method.{field}={value!r}")
+    if h.lora is not None:
+        if group == "sft" or h.finetuning_type == "all_weights":
+            raise UserError("hyperparameters.lora: only for finetuning_type lora or lora_merged")
+        for field in ("adapter_dim", "adapter_dropout", "alpha"):
+            value = getattr(h.lora, field)
+            if value is not None:
+                out.append(f"method.lora.{field}={value!r}")
+    return out
+
+
+def _dataset(request: CreateJob, roots: DatasetRoots) -> list[str]:
+    ref = request.dataset
+    folder = roots.resolve(ref.namespace, ref.name)
+    if folder is None:
+        return [f"data={ref.name}"]
+    return ["data=custom", f"data.name={ref.name}", f"data.path={quoted(str(folder))}"]
+
+
+def _output(request: CreateJob) -> list[str]:
+    if request.output_model is None:
+        return []
+    namespace, sep, name = request.output_model.partition("/")
+    if not sep or "/" in name:
+        raise UserError(f"output_model: must be namespace/name (got {request.output_model!r})")
+    try:
+        identifier(namespace), identifier(name)
+    except ValueError as exc:
+        raise UserError(f"output_model: {exc}") from None
+    return [f"namespace={namespace}", f"name={name}"]
+
+
+def to_overrides(request: CreateJob, roots: DatasetRoots) -> Translation:
+    """The request's overrides; names and numbers were checked by the request model, the rest
+    (ranges, guard rails, the URN's variant against the partition) by the schema as for the CLI."""
+    check_config(request.config)
+    overrides = [f"model.urn={request.config}", *_method(request.hyperparameters), *_dataset(request, roots),
+                 *_output(request)]
+    return Translation(overrides)
+
+
+def command_line(operator: Sequence[str], translation: Translation) -> list[str]:
+    """The full command line: the operator's defaults, the request, and detach for local runs."""
+    return [*operator, *translation.overrides, "detach=true"]
