@@ -64,9 +64,9 @@ def show_config(kind: str, overrides: Sequence[str], resolve_values: bool, packa
 
 
 def _site_lines(groups: dict[str, list[str]]) -> list[str]:
-    from ftc.compiler.config.sites import SITE_ENV, site_folders
+    from ftc.compiler.config.sites import SITE_ENV, site_entries
 
-    folders = site_folders()
+    folders = site_entries()
     if not folders:
         return [f"  none: set {SITE_ENV}=DIR[:DIR...] to add a site's clusters, models or templates "
                 "(README: Adding a site)"]
@@ -85,13 +85,19 @@ def _site_lines(groups: dict[str, list[str]]) -> list[str]:
 def info(what: str, overrides: Sequence[str]) -> str:
     """Search path, config groups and their options, the choices `overrides` make, site folders."""
     from ftc.compiler.cli import version
-    from ftc.compiler.config.catalog import AUTO_GROUPS, choices_and_sources, group_options
+    from ftc.compiler.config.catalog import AUTO_GROUPS, USER_GROUPS, choices_and_sources, group_options
 
     if what not in INFO_KINDS:
         raise UserError(f"--info: choose {', '.join(INFO_KINDS)} (got {what!r})")
     _one_point(overrides, "--info")
-    groups = group_options()
-    choices, sources = choices_and_sources(overrides)
+    try:
+        groups = group_options()
+        choices, sources = choices_and_sources(overrides)
+    except UserError as exc:  # a broken site folder: show them, with the reason nothing composes
+        if what not in ("all", "searchpath"):
+            raise
+        sites = ["Site folders ($FTC_SITE_CONFIG):", *_site_lines({g: [] for g in (*USER_GROUPS, *AUTO_GROUPS)})]
+        return "\n\n".join([version(), "\n".join(sites), f"Nothing composes with these site folders: {exc}"])
     sections: list[list[str]] = [[version()]]
     if what in ("all", "searchpath"):
         width = max(len(s.url) for s in sources)

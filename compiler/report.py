@@ -128,13 +128,19 @@ def configs_by_name(names: list[str] | None = None) -> str:
         lines.append("")
     lines.append("Pick one with model=NAME, or a GPU variant with model.urn=URN+GPU "
                  "(e.g. model.urn=meta/llama-3.1-8b-instruct@v1.0.0+H100); ftc configs --urns lists every URN.")
-    return "\n".join(lines)
+    return "\n".join([*lines, *_site_lines()])
+
+
+def _site_lines() -> list[str]:
+    """What the site folders replaced or added, below either configs view."""
+    from ftc.compiler.config.sites import site_changes
+
+    return [f"site       {line}" for line in site_changes()]
 
 
 def configs_table() -> str:
     """Model configs as NeMo Customizer's configs endpoint lists them: one row per URN and option."""
     from ftc.compiler.config.compose import load_model_config
-    from ftc.compiler.config.sites import site_changes
     from ftc.compiler.config.urn import model_entries
 
     header = ("URN", "TRAINING", "FINETUNING", "GPUS", "NODES", "TP", "MAX SEQ")
@@ -147,4 +153,4 @@ def configs_table() -> str:
                              str(o.num_nodes), str(o.tensor_parallel_size), str(o.max_seq_length)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
-    return "\n".join([table, *(f"site       {line}" for line in site_changes())])
+    return "\n".join([table, *_site_lines()])

@@ -241,7 +241,7 @@ def test_run_folder_names_the_model(output_root):
 def test_status_names_runs_by_their_folder(ftc):
     assert ftc("model=tiny", "dry_run=true").code == 0
     assert ftc("model=llama8b", "cluster=example", "dry_run=true").code == 0
-    result = ftc("status")
+    result = ftc("status", "--all")
     assert result.code == 0, result.err
     names = sorted(line.split()[0] for line in result.out.splitlines()[1:])
     assert names == ["llama-3.1-8b-instruct-demo-lora", "tiny-llama-demo-lora"]

@@ -30,7 +30,7 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set(HEAVY))))
 def test_compile_paths_import_no_training_stack(output_root):
     commands = [
         ["method=lora", "model=llama8b", "cluster=example", "dry_run=true"],
-        ["-m", "method=sft,dpo", "model=llama8b", "cluster=example", "dry_run=true"],
+        ["-m", "method.learning_rate=1e-4,2e-4", "model=llama8b", "cluster=example", "dry_run=true"],
         ["configs"],
         ["schema"],
         ["status"],

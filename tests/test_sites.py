@@ -75,7 +75,7 @@ def test_a_renamed_site_model_inherits_through_defaults(site, output_root, capsy
     assert plan["job"]["model"]["path"] == "/site/weights/ours-8b"
     assert plan["job"]["model"]["namespace"] == "acme"
     # and every other user's URN still resolves
-    assert cli_run(["configs"]) == 0
+    assert cli_run(["configs", "--urns"]) == 0
     out = capsys.readouterr().out
     assert "acme/llama-3.1-8b-instruct@v1.0.0+H100" in out
     assert "meta/llama-3.1-8b-instruct@v1.0.0+H100" in out

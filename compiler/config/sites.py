@@ -16,12 +16,15 @@ SITE_ENV = "FTC_SITE_CONFIG"
 SITE_TEMPLATES = "templates"
 
 
+def site_entries() -> list[str]:
+    """$FTC_SITE_CONFIG as written, one entry per folder: `ftc --info` shows missing ones too."""
+    return [entry for entry in os.environ.get(SITE_ENV, "").split(os.pathsep) if entry]
+
+
 def site_folders() -> list[str]:
     """Admin config folders from $FTC_SITE_CONFIG (colon-separated), first one wins, as absolute paths."""
     folders = []
-    for entry in os.environ.get(SITE_ENV, "").split(os.pathsep):
-        if not entry:
-            continue
+    for entry in site_entries():
         if any(c in entry for c in "\n\r\0"):
             raise UserError(f"{SITE_ENV}: a folder name with a control character: {entry!r}")
         if not os.path.isdir(entry):
