@@ -100,7 +100,7 @@ def test_two_jobs_on_one_node_at_once_both_complete(launch_site, queued):
 @pytest.mark.parametrize("name,method,zero", [("ddp-lora", "lora", 0), ("zero3-sft", "sft", 3)])
 def test_two_nodes_train_save_and_resume_after_a_requeue(launch_site, queued, name, method, zero):
     run_dir, job_id = _submit(
-        launch_site, queued, "cluster=ci", *TINY, f"name=mn-{name}", f"method={method}", "method.max_steps=60",
+        launch_site, queued, "cluster=ci", *TINY, f"name=mn-{name}", f"method={method}", "method.max_steps=40",
         "training.save_steps=10", "resources.nodes=2", "resources.gpus_per_node=1", f"resources.zero_stage={zero}")
     plan = json.loads((run_dir / "plan.json").read_text())
     assert (plan["topology"]["nodes"], plan["topology"]["zero_stage"]) == (2, zero)
@@ -118,6 +118,6 @@ def test_two_nodes_train_save_and_resume_after_a_requeue(launch_site, queued, na
     log = launch_site.ftc("logs", run_dir.name).out
     assert '"world": 2' in log and f'"zero": {zero}' in log, log[-3000:]
     assert "resum" in log.lower(), log[-3000:]
-    assert _status(run_dir)["step"] == 60
+    assert _status(run_dir)["step"] == 40
     output = json.loads((run_dir / "outputs.json").read_text())
     assert output["kind"] == ("adapter" if method == "lora" else "model"), output

@@ -90,7 +90,8 @@ def test_a_refusing_partition_refuses_a_plan_that_needs_requeues(site, ftc, outp
     result = ftc("cluster=pp", "cluster.partition=small", "model.urn=meta/llama-3.1-8b-instruct@v1.0.0+A100",
                  "method.max_steps=200000", "dry_run=true")
     assert result.code == 2
-    assert "past partition small's limit of 01:00:00, and small refuses requeues; set cluster.partition=big" in result.err
+    # big has H100s, but the URN asks for A100: it is not suggested
+    assert "past partition small's limit of 01:00:00, and small refuses requeues; set method.max_steps=" in result.err
     assert not output_root.exists()
 
 
@@ -143,3 +144,24 @@ def test_container_setup_without_a_container_is_refused(site, ftc):
     (site / "cluster" / "pp.yaml").write_text(SITE.replace("kind: pyxis", "kind: none"))
     result = ftc("cluster=pp", "model=llama8b", "dry_run=true")
     assert result.code == 2 and "container_setup: needs cluster.container.kind pyxis or apptainer" in result.err
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("cluster.rdzv_port_first=80", "cluster.rdzv_port_first"),
+    ("cluster.rdzv_port_first=65000", "cluster.rdzv_port_count: ports 65000-65999 pass 65535"),
+    ("cluster.rdzv_port_count=0", "cluster.rdzv_port_count"),
+    ("cluster.rdzv_port_first=nan", "cluster.rdzv_port_first"),
+    ("cluster.rdzv_port_first=\"29500; rm -rf /\"", "cluster.rdzv_port_first"),
+])
+def test_bad_rendezvous_ranges(ftc, override, fragment):
+    result = ftc("cluster=example", "model=llama8b", "dry_run=true", override)
+    assert result.code == 2 and len(result.err.splitlines()) == 1 and fragment in result.err, result.err
+
+
+def test_a_multi_node_script_takes_its_port_from_the_job(ftc):
+    result = ftc("cluster=example", "model=llama70b", "method=sft", "dry_run=true",
+                 "cluster.rdzv_port_first=40000", "cluster.rdzv_port_count=200")
+    assert result.code == 0, result.err
+    assert "rdzv_port=$((40000 + SLURM_JOB_ID % 200))\n" in result.out
+    assert '--rdzv-endpoint="$head_node:$rdzv_port" --rdzv-id="$SLURM_JOB_ID"' in result.out
+    assert "--standalone" not in result.out and "29500" not in result.out

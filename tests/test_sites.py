@@ -126,3 +126,26 @@ def test_a_relative_template_dir_that_is_nowhere_is_one_line(site, ftc, output_r
     result = ftc("cluster=rel", "model=llama8b", "dry_run=true")
     assert result.err == f"ftc: error: cluster.template_dir: no such folder tmpl (looked in {site}/tmpl)\n"
     assert result.code == 2 and not output_root.exists()
+
+
+def test_super_keeps_the_quoting_of_the_block_it_renders(site, tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    hostile = tmp_path / "runs $(touch PWNED) `id` 'q' \\"
+    monkeypatch.setenv("FTC_OUTPUT_ROOT", str(hostile))
+    _write(site / "templates" / "job.sbatch.j2", """\
+        {% extends "ftc/job.sbatch.j2" %}
+        {% block environment %}{{ super() }}export SITE_NAME={{ output_name }}
+        {% endblock %}
+        {% block launch %}{% include "extra.sh.j2" %}{{ super() }}{% endblock %}
+        """)
+    _write(site / "templates" / "extra.sh.j2", "echo {{ run_dir }}\n")
+    assert cli_run(["cluster=example", "model=llama8b", "dry_run=true"]) == 0
+    [script] = hostile.rglob("job.sbatch")
+    text = script.read_text()
+    env_part = text[text.index("export FTC_RUN_DIR="):text.index("export SITE_NAME=")]
+    probe = tmp_path / "probe.sh"
+    probe.write_text(f"set -eu\ncd {tmp_path}\n{env_part}\nprintf '%s' \"$FTC_RUN_DIR\"\n")
+    out = subprocess.run(["bash", str(probe)], capture_output=True, text=True, check=True).stdout
+    assert out.startswith(str(hostile)) and not (tmp_path / "PWNED").exists()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

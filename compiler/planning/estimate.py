@@ -60,6 +60,7 @@ def estimate_time(
     mean_tokens: float | None = None,
     seq_len: int | None = None,
     validation_rows: int = 0,
+    hints: bool = True,
 ) -> TimeEstimate:
     """Hours of training for `dataset_rows` rows of `mean_tokens` tokens per sequence (prompt and
     response; for GRPO the prompt). Without a mean, half of seq_len is assumed; seq_len defaults
@@ -102,7 +103,8 @@ def estimate_time(
     limit = job.cluster.chosen.max_time if res.time == "auto" else res.time
     _, requeues = sbatch_time(hours, limit)
     if requeues and job.cluster.chosen.requeue == "refuse":
-        refuse_requeues(job, hours, limit)
+        fixes = _requeue_fixes(job, topology, dataset_rows, mean_tokens, seq_len, validation_rows) if hints else []
+        refuse_requeues(job, hours, limit, fixes)
     tokens_per_epoch = int(dataset_rows * per_row * mean)
     return TimeEstimate(tokens_per_epoch=tokens_per_epoch, total_flops=train_flops + generation_flops, hours=hours,
                         requeues=requeues, parts={k: round(v, 3) for k, v in parts.items()})
@@ -143,16 +145,51 @@ def io_seconds(job: JobConfig, topology: Topology, steps: int) -> dict[str, floa
     }
 
 
-def refuse_requeues(job: JobConfig, hours: float, limit: str) -> None:
+def refuse_requeues(job: JobConfig, hours: float, limit: str, fixes: list[str]) -> None:
     """A partition that refuses requeues (an interactive one) takes only plans that fit its limit."""
-    cluster = job.cluster
-    others = [name for name, p in cluster.partitions.items() if name != cluster.partition and p.requeue == "allow"]
-    fix = f"set cluster.partition={' or '.join(others)} (requeues allowed)" if others else "shorten the run (method.max_steps)"
+    name = job.cluster.partition
     padded = hours * 60 * MARGIN_FACTOR + MARGIN_MINUTES
+    advice = f"set {' or '.join(fixes)}" if fixes else "no other partition or shorter run fits"
     raise UserError(
         f"cluster.partition: the run needs ~{format_slurm_time(math.ceil(padded))} with margin, past partition "
-        f"{cluster.partition}'s limit of {limit}, and {cluster.partition} refuses requeues; {fix}"
+        f"{name}'s limit of {limit}, and {name} refuses requeues; {advice}"
     )
+
+
+def _requeue_fixes(job: JobConfig, topology: Topology, rows: int, mean_tokens, seq_len, validation_rows: int) -> list[str]:
+    """Fixes tried before they are suggested: another partition the plan fits and is allowed on,
+    and the most optimizer steps (method.max_steps) that finish inside this partition's limit."""
+    from ftc.compiler.planning.solver import solve
+
+    fixes = []
+    for name in job.cluster.partitions:
+        if name == job.cluster.partition:
+            continue
+        moved = job.model_copy(update={"cluster": job.cluster.model_copy(update={"partition": name})})
+        try:
+            length = guards.max_seq_length(moved, guards.training_option(moved))
+            if seq_len is not None:
+                length = min(length, seq_len)
+            layout = solve(moved, rows, length, hints=False).topology
+            estimate_time(moved, layout, rows, mean_tokens, length, validation_rows, hints=False)
+        except UserError:
+            continue
+        fixes.append(f"cluster.partition={name}")
+
+    def fits(steps: int) -> bool:
+        shorter = job.model_copy(update={"method": job.method.model_copy(update={"max_steps": steps})})
+        try:
+            return estimate_time(shorter, topology, rows, mean_tokens, seq_len, validation_rows, hints=False).requeues == 0
+        except UserError:
+            return False
+
+    low, high = 0, max(1, job.method.max_steps or math.ceil(rows * job.method.epochs / job.method.batch_size))
+    while low < high:  # the most steps that fit; the estimate grows with the steps
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    if low >= 1:
+        fixes.append(f"method.max_steps={low}")
+    return fixes
 
 
 def format_slurm_time(minutes: int) -> str:

@@ -121,8 +121,10 @@ def _search(model: MemoryModel, fixed: dict, layouts: list[tuple[int, int]], bat
     return found
 
 
-def solve(job: JobConfig, dataset_rows: int | None = None, seq_len: int | None = None) -> Solution:
-    """The layout for `job`: every `auto` of resources resolved, explicit values honoured and checked."""
+def solve(job: JobConfig, dataset_rows: int | None = None, seq_len: int | None = None, hints: bool = True) -> Solution:
+    """The layout for `job`: every `auto` of resources resolved, explicit values honoured and checked.
+
+    `hints=False`: a refusal without the fixes that re-run the solver (what those re-runs use)."""
     res, arch, method, partition = job.resources, job.model.architecture, job.method, job.cluster.chosen
     gpu = job.cluster.gpu_spec()
     cpu = gpu.key == "cpu"
@@ -162,7 +164,10 @@ def solve(job: JobConfig, dataset_rows: int | None = None, seq_len: int | None =
             chosen = inside
             warnings.append(f"resources: {need_line}, inside the headroom; it may run out of memory")
         else:
-            raise UserError(_no_fit(need_line, found, fixed, search, gpu, option, max_nodes, max_per_node))
+            line = _no_fit(need_line, found, fixed, search, gpu)
+            if "; " in line or not hints:
+                raise UserError(line)
+            raise UserError(f"{line}; {_nothing_fits(job, option, dataset_rows, seq_len)}")
     topology = Topology(
         nodes=chosen.nodes, gpus_per_node=chosen.gpus_per_node, tensor_parallel=1, zero_stage=chosen.zero_stage,
         micro_batch_size=chosen.micro_batch_size, gradient_checkpointing=chosen.gradient_checkpointing,
@@ -203,7 +208,7 @@ def _need_line(need: float, gpu: str, capacity: float, headroom: float) -> str:
     return f"needs {need / GIB:.1f} GiB per GPU on {gpu} ({capacity:g} GiB, {usable})"
 
 
-def _no_fit(need_line, found: Search, fixed: dict, search, gpu: Gpu, option, max_nodes: int, max_per_node: int) -> str:
+def _no_fit(need_line, found: Search, fixed: dict, search, gpu: Gpu) -> str:
     """One line: the smallest need, what was tried, and the cheapest explicit value to change."""
     explicit = [f for f in FIELDS if fixed[f] is not None]
     line = f"resources: {need_line}"
@@ -228,10 +233,60 @@ def _no_fit(need_line, found: Search, fixed: dict, search, gpu: Gpu, option, max
         return f"{line}; set {' or '.join(fixes[:2])}"
     if found.indivisible and (fit := search(fixed, None).fit) is not None:
         return f"{line}; {fit.world} GPUs would fit: set method.batch_size to a multiple of {fit.world}"
-    return (
-        f"{line}; nothing fits within the model config's {max_nodes} node(s) x {max_per_node} {gpu.variant} "
-        f"for {option.training_type}/{option.finetuning_type}: use larger GPUs or a shorter data.max_seq_length"
-    )
+    return line
+
+
+def _nothing_fits(job: JobConfig, option: TrainingOption, rows: int | None, seq_len: int) -> str:
+    """Which limit binds (the partition's or the model config's), and only fixes that were tried
+    and fit: another partition of this cluster, a shorter sequence length."""
+    partition, name = job.cluster.chosen, job.cluster.partition
+    what = f"{option.training_type}/{option.finetuning_type} on {job.cluster.gpu_spec().variant}"
+    nodes = (f"partition {name}'s max_nodes ({partition.max_nodes})" if partition.max_nodes < option.num_nodes
+             else f"the model config's {option.num_nodes} node(s) for {what}")
+    per_node = (f"the {partition.gpus_per_node} GPUs a node of {name} has" if partition.gpus_per_node <= option.num_gpus
+                else f"the model config's {option.num_gpus} GPUs a node for {what}")
+    fixes = [f"cluster.partition={p}" for p in job.cluster.partitions if p != name and _fits_on(job, p, rows, seq_len)]
+    shorter = _shorter_fit(job, seq_len)
+    if shorter is not None:
+        fixes.append(f"data.max_seq_length={shorter} (longer rows are truncated)")
+    if partition.max_nodes < option.num_nodes and _fits_with_nodes(job, option.num_nodes, rows, seq_len):
+        fixes.append(f"(an admin's change) cluster.partitions.{name}.max_nodes={option.num_nodes}")
+    advice = f"set {' or '.join(fixes)}" if fixes else f"no partition of cluster {job.cluster.name} and no shorter sequence length fits"
+    return f"nothing fits within {nodes} x {per_node}; {advice}"
+
+
+def _fits_with_nodes(job: JobConfig, nodes: int, rows: int | None, seq_len: int) -> bool:
+    partitions = {**job.cluster.partitions,
+                  job.cluster.partition: job.cluster.chosen.model_copy(update={"max_nodes": nodes})}
+    wider = job.model_copy(update={"cluster": job.cluster.model_copy(update={"partitions": partitions})})
+    try:
+        solve(wider, rows, seq_len, hints=False)
+    except UserError:
+        return False
+    return True
+
+
+def _fits_on(job: JobConfig, partition: str, rows: int | None, seq_len: int) -> bool:
+    """Re-run the solver on another partition: a fix is suggested only when it fits there."""
+    moved = job.model_copy(update={"cluster": job.cluster.model_copy(update={"partition": partition})})
+    try:
+        solve(moved, rows, min(seq_len, guards.max_seq_length(moved, guards.training_option(moved))), hints=False)
+    except UserError:
+        return False
+    return True
+
+
+def _shorter_fit(job: JobConfig, seq_len: int) -> int | None:
+    """The longest power-of-2 sequence length below `seq_len` (at least 128) that fits, re-solved."""
+    length = 1 << (max(seq_len - 1, 1).bit_length() - 1)
+    while length >= 128:
+        data = job.data.model_copy(update={"max_seq_length": length})
+        try:
+            solve(job.model_copy(update={"data": data}), None, length, hints=False)
+            return length
+        except UserError:
+            length //= 2
+    return None
 
 
 def _value(cand: Candidate, name: str) -> str:
