@@ -68,8 +68,7 @@ def _site_lines(groups: dict[str, list[str]]) -> list[str]:
 
     folders = site_folders()
     if not folders:
-        return [f"  none: set {SITE_ENV}=DIR[:DIR...] to add a site's clusters, models or templates "
-                "(README: Adding a site)"]
+        return [f"  none: set {SITE_ENV}=DIR[:DIR...] to add a site's clusters, models or templates (README: Adding a site)"]
     lines = []
     for folder in folders:
         root = Path(folder)

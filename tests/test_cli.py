@@ -49,7 +49,7 @@ def test_bare_ftc_prints_help_with_every_group_option_and_command(ftc):
         assert sorted(o.removesuffix(" (default)") for o in line.split(None, 1)[1].split(", ")) == options
     assert "  model      tiny (default)" in out and "method     lora (default)" in out
     for name, command in COMMANDS.items():
-        assert re.search(rf"^  {re.escape(name)} +{re.escape(command.__doc__.strip().splitlines()[0])}$", out, re.M)
+        assert re.search(rf"^  {re.escape(name)} +{re.escape(command.__doc__.strip().splitlines()[0])}$", out, re.MULTILINE)
     for flag in ("--cfg", "--resolve", "--package", "--info", "--shell-completion", "--version", "--multirun"):
         assert flag in out
 
@@ -99,7 +99,7 @@ def test_cfg_job_is_the_composed_config_with_overrides_and_interpolations_kept(c
 def test_cfg_resolve_gives_the_values_the_job_validates_from(capsys):
     code, out, _ = _run(["-c", "job", "--resolve", "model=llama8b", "method=dpo"], capsys)
     shown = yaml.safe_load(out)
-    job, resolved = load_job(["model=llama8b", "method=dpo"])
+    _, resolved = load_job(["model=llama8b", "method=dpo"])
     resolved["model"].pop("training_options")
     assert code == 0 and shown == resolved
     assert shown["name"] == "demo-dpo"
@@ -165,8 +165,8 @@ def test_info_shows_search_path_groups_choices_and_site_folders(capsys, monkeypa
     sites = out.split("Site folders ($FTC_SITE_CONFIG):\n")[1].split("\n\n")[0]
     assert sites.startswith(f"  {CI_SITE}  (cluster: ci") and "templates" not in sites.split("(")[1].split(":")[0]
     groups = out.split("Config groups and their options")[1].split("\n\n")[0]
-    assert re.search(r"^  model +.*\*llama8b", groups, re.M) and re.search(r"^  method +.*\*dpo", groups, re.M)
-    assert re.search(r"^  cluster +.*\bci\b", groups, re.M)
+    assert re.search(r"^  model +.*\*llama8b", groups, re.MULTILINE) and re.search(r"^  method +.*\*dpo", groups, re.MULTILINE)
+    assert re.search(r"^  cluster +.*\bci\b", groups, re.MULTILINE)
     assert "model=llama8b method=dpo data=demo cluster=local resources=auto" in out.split("Choices")[1]
 
 
