@@ -260,10 +260,15 @@ def test_sweep_dry_run_prints_the_array_script_it_wrote(ftc, output_root):
     assert head.count("\n[") == 2 and head.startswith("sweep: 2 point(s)")
 
 
-def test_sweep_dry_run_refuses_points_one_array_cannot_hold(ftc, output_root):
+def test_sweep_dry_run_says_why_points_cannot_share_one_array(ftc, output_root):
     result = ftc("-m", "model=llama8b", "cluster=example", "resources.gpus_per_node=1,2", "dry_run=true")
-    assert result.code == 2
-    assert result.err.startswith("ftc: error: sweep: point 1 (run ") and "--gpus-per-node=2" in result.err
+    assert result.code == 0, result.err
+    assert result.out.count("\n[") == 2 and "--- " not in result.out
+    last = result.out.splitlines()[-1]
+    assert last.startswith("no job array: sweep: point 1 (run ") and "--gpus-per-node=2" in last
+    assert not (output_root / "default" / "sweeps").exists()
+    submitted = ftc("-m", "model=llama8b", "cluster=example", "resources.gpus_per_node=1,2", "preflight=false")
+    assert submitted.code == 2 and last.removeprefix("no job array: ") in submitted.err
 
 
 def test_local_sweep_dry_run_says_there_is_no_array(ftc):
