@@ -65,7 +65,7 @@ def completion_command(action: str, commands: dict[str, Callable]) -> int:
         breaks = os.environ.get("COMP_WORDBREAKS", "")
         try:
             replies = query(line[: int(point)] if point.isdigit() else line, breaks, commands)
-        except Exception:  # completion must never print a traceback into someone's prompt
+        except Exception:  # noqa: BLE001 - completion must never print a traceback into someone's prompt
             replies = []
         sys.stdout.write("".join(f"{r}\n" for r in replies))
     return 0
@@ -138,7 +138,7 @@ def _leaf_paths(overrides: list[str]) -> dict[str, object]:
     paths["model.urn"] = None
 
     def walk(node: DictConfig, prefix: str) -> None:
-        for key in node.keys():
+        for key in node:
             path = f"{prefix}{key}"
             if any(path == f or path.startswith(f + ".") for f in ADMIN_ONLY):
                 continue

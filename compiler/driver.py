@@ -72,7 +72,8 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
 def show_sweep_script(runs: list[CompiledRun]) -> None:
     """A Slurm sweep's dry run: write and print the job array script a submission would send.
 
-    Locally there is no array: the points run one after another, each by its own launch line.
+    Locally there is no array: the points run one after another, each by its own launch line. Points
+    that one array cannot hold (different resources) are still listed, with the reason.
     """
     from pathlib import Path
 
@@ -86,7 +87,11 @@ def show_sweep_script(runs: list[CompiledRun]) -> None:
         print("local executor: the points run one after another here, each by its own run folder's launch line")
         return
     sweep_id, sweep_dir = sweep_folder(runs)
-    script = render_sweep(runs, sweep_id, sweep_dir)
+    try:
+        script = render_sweep(runs, sweep_id, sweep_dir)
+    except UserError as exc:  # the points still compare side by side; only submitting them together fails
+        print(f"no job array: {exc.problems[0]}")
+        return
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     write_atomic(Path(sweep_dir) / "sweep.sbatch", script)
     print(f"--- {sweep_dir}/sweep.sbatch")

@@ -60,7 +60,8 @@ def show_config(kind: str, overrides: Sequence[str], resolve_values: bool, packa
                 keys = ", ".join(shown) if isinstance(shown, dict) else "none, it is a value"
                 raise UserError(f"--package: no {part!r} in {where} (keys there: {keys})")
             shown, where = shown[part], repr(part) if where.startswith("the") else f"{where[:-1]}.{part}'"
-    return yaml.safe_dump(shown, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    return text.removesuffix("...\n")  # a lone value: YAML's end-of-document marker says nothing here
 
 
 def _site_lines(groups: dict[str, list[str]]) -> list[str]:
@@ -68,8 +69,7 @@ def _site_lines(groups: dict[str, list[str]]) -> list[str]:
 
     folders = site_entries()
     if not folders:
-        return [f"  none: set {SITE_ENV}=DIR[:DIR...] to add a site's clusters, models or templates "
-                "(README: Adding a site)"]
+        return [f"  none: set {SITE_ENV}=DIR[:DIR...] to add a site's clusters, models or templates (README: Adding a site)"]
     lines = []
     for folder in folders:
         root = Path(folder)

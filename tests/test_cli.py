@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import ftc
-from ftc.compiler.cli import COMMANDS, main
+from ftc.compiler.cli import COMMANDS, _doc_line, main
 from ftc.compiler.config.compose import load_job
 from ftc.compiler.planning.build import compile_job
 
@@ -49,7 +49,7 @@ def test_bare_ftc_prints_help_with_every_group_option_and_command(ftc):
         assert sorted(o.removesuffix(" (default)") for o in line.split(None, 1)[1].split(", ")) == options
     assert "  model      tiny (default)" in out and "method     lora (default)" in out
     for name, command in COMMANDS.items():
-        assert re.search(rf"^  {re.escape(name)} +{re.escape(command.__doc__.strip().splitlines()[0])}$", out, re.M)
+        assert re.search(rf"^  {re.escape(name)} +{re.escape(_doc_line(command))}$", out, re.MULTILINE)
     for flag in ("--cfg", "--resolve", "--package", "--info", "--shell-completion", "--version", "--multirun"):
         assert flag in out
 
@@ -99,7 +99,7 @@ def test_cfg_job_is_the_composed_config_with_overrides_and_interpolations_kept(c
 def test_cfg_resolve_gives_the_values_the_job_validates_from(capsys):
     code, out, _ = _run(["-c", "job", "--resolve", "model=llama8b", "method=dpo"], capsys)
     shown = yaml.safe_load(out)
-    job, resolved = load_job(["model=llama8b", "method=dpo"])
+    _, resolved = load_job(["model=llama8b", "method=dpo"])
     resolved["model"].pop("training_options")
     assert code == 0 and shown == resolved
     assert shown["name"] == "demo-dpo"
@@ -122,7 +122,7 @@ def test_package_shows_one_part(capsys):
     assert yaml.safe_load(out) == {"adapter_dim": 8, "alpha": 32, "adapter_dropout": 0.1,
                                    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     _, out, _ = _run(["--cfg", "job", "--package", "method.lora.alpha"], capsys)
-    assert out == "16\n...\n"
+    assert out == "16\n"
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -165,8 +165,8 @@ def test_info_shows_search_path_groups_choices_and_site_folders(capsys, monkeypa
     sites = out.split("Site folders ($FTC_SITE_CONFIG):\n")[1].split("\n\n")[0]
     assert sites.startswith(f"  {CI_SITE}  (cluster: ci") and "templates" not in sites.split("(")[1].split(":")[0]
     groups = out.split("Config groups and their options")[1].split("\n\n")[0]
-    assert re.search(r"^  model +.*\*llama8b", groups, re.M) and re.search(r"^  method +.*\*dpo", groups, re.M)
-    assert re.search(r"^  cluster +.*\bci\b", groups, re.M)
+    assert re.search(r"^  model +.*\*llama8b", groups, re.MULTILINE) and re.search(r"^  method +.*\*dpo", groups, re.MULTILINE)
+    assert re.search(r"^  cluster +.*\bci\b", groups, re.MULTILINE)
     assert "model=llama8b method=dpo data=demo cluster=local resources=auto" in out.split("Choices")[1]
 
 
@@ -260,10 +260,15 @@ def test_sweep_dry_run_prints_the_array_script_it_wrote(ftc, output_root):
     assert head.count("\n[") == 2 and head.startswith("sweep: 2 point(s)")
 
 
-def test_sweep_dry_run_refuses_points_one_array_cannot_hold(ftc, output_root):
+def test_sweep_dry_run_says_why_points_cannot_share_one_array(ftc, output_root):
     result = ftc("-m", "model=llama8b", "cluster=example", "resources.gpus_per_node=1,2", "dry_run=true")
-    assert result.code == 2
-    assert result.err.startswith("ftc: error: sweep: point 1 (run ") and "--gpus-per-node=2" in result.err
+    assert result.code == 0, result.err
+    assert result.out.count("\n[") == 2 and "--- " not in result.out
+    last = result.out.splitlines()[-1]
+    assert last.startswith("no job array: sweep: point 1 (run ") and "--gpus-per-node=2" in last
+    assert not (output_root / "default" / "sweeps").exists()
+    submitted = ftc("-m", "model=llama8b", "cluster=example", "resources.gpus_per_node=1,2", "preflight=false")
+    assert submitted.code == 2 and last.removeprefix("no job array: ") in submitted.err
 
 
 def test_local_sweep_dry_run_says_there_is_no_array(ftc):

@@ -149,7 +149,7 @@ def test_ctrl_c_checkpoints_and_stops(local):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=local.base,
                             env={**local.env, "FAKE_TORCHRUN_SECONDS": "60"})
     end = time.monotonic() + 30
-    while not list((local.base / "runs" / "default" / "ctrl-c").glob("*/status.json")):
+    while not list((local.base / "runs" / "default").glob("*-ctrl-c/*/status.json")):
         assert time.monotonic() < end and proc.poll() is None
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
