@@ -325,3 +325,18 @@ def test_the_server_imports_no_training_stack(tmp_path):
                             env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_metrics_reader_skips_what_is_not_a_finite_loss(tmp_path):
+    from ftc.compiler.api import metrics
+
+    lines = ['{"step": 1, "epoch": 0.5, "train_loss": 2.0}', '{"step": 2, "epoch": 1.0, "train_loss": NaN}',
+             '{"step": true, "epoch": 1.0, "train_loss": 1.0}', "[1, 2]", '{"step": 3, "epoch": "x", "val_loss": 1.0}',
+             '{"step": 4, "epoch": 1.0, "val_loss": 1.5, "train_loss": 1.8}', '{"step": 5, "epoch": 1.5, "train_loss": 1.6}',
+             '{"step": 6, "epoch": 2.0, "val_l']  # a line still being written
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    history = metrics.read(tmp_path)
+    assert [(p.step, p.value) for p in history.train] == [(1, 2.0), (4, 1.8), (5, 1.6)]
+    assert [(p.step, p.value) for p in history.val] == [(4, 1.5)]
+    assert history.per_epoch() == [{"epoch": 1, "train_loss": 1.8, "val_loss": 1.5},
+                                   {"epoch": 2, "train_loss": 1.6, "val_loss": None}]

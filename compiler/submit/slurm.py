@@ -183,6 +183,11 @@ def job_infos(refs: list[str]) -> dict[str, JobInfo]:
         info = _scontrol(ref)
         if info is not None:
             found[ref] = info
+    # Tasks of an array that never started (cancelled while pending) are known only by the array's id.
+    tasks = [ref for ref in refs if ref not in found and "_" in ref]
+    if tasks:
+        arrays = _sacct(sorted({ref.split("_")[0] for ref in tasks}))
+        found.update({ref: arrays[ref.split("_")[0]] for ref in tasks if ref.split("_")[0] in arrays})
     return found
 
 
