@@ -19,7 +19,7 @@ from pathlib import Path
 from ftc.compiler.api import metrics
 from ftc.compiler.api.datasets import DatasetRoots
 from ftc.compiler.api.models import CreateJob, Job
-from ftc.compiler.api.translate import command_line, to_overrides
+from ftc.compiler.api.translate import command_line, config_error, to_overrides
 from ftc.compiler.errors import UserError
 from ftc.compiler.records import read_json
 from ftc.compiler.runs import runstate
@@ -103,7 +103,10 @@ class JobService:
 
         argv = command_line(self.operator, to_overrides(request, self.roots))
         with self.lock:
-            job, run = compile_point(argv)
+            try:
+                job, run = compile_point(argv)
+            except UserError as exc:
+                raise config_error(exc) from None
             run_dir = Path(run.plan.run_dir)
             try:
                 todo = still_to_run(run.plan)

@@ -46,7 +46,7 @@ def model_entries() -> list[ModelEntry]:
         for path in sorted(folder.glob("*.yaml")):
             if path.stem in entries:
                 continue
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
             try:
                 entries[path.stem] = ModelEntry(
                     path.stem, raw["namespace"], raw["name"], str(raw["version"]), tuple(raw["training_options"])
