@@ -72,6 +72,7 @@ def test_unknown_config_and_dataset_are_404(server):
     assert r.status_code == 404 and "no dataset default/no-such-set" in r.json()["detail"]
     assert server.get(f"{JOBS}/0123456789").status_code == 404
     assert server.get(f"{JOBS}/..%2F..%2Fetc/status").status_code == 404
+    assert server.post(f"{JOBS}/1/cancel").status_code == 404  # a Slurm id matches job records, never a prefix
 
 
 def test_configs_lists_the_model_urns(server):
