@@ -75,6 +75,16 @@ def test_unknown_config_and_dataset_are_404(server):
     assert server.post(f"{JOBS}/1/cancel").status_code == 404  # a Slurm id matches job records, never a prefix
 
 
+def test_bad_list_queries_are_one_line_422s(server):
+    for params in ({"page": 0}, {"page": "x"}, {"page_size": 1000}, {"filter[status]": "bogus"},
+                   {"filter[config]": "x" * 5000}, {"sort": "name"}, {"filter[training_type]": "ppo\n"}):
+        r = server.get(JOBS, params=params)
+        assert r.status_code == 422, (params, r.text)
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and "\n" not in detail and len(detail) < 400, (params, detail)
+    assert server.get(JOBS, params={"filter[status]": "completed", "page": 3}).json()["data"] == []
+
+
 def test_configs_lists_the_model_urns(server):
     names = [c["name"] for c in server.get("/v1/customization/configs").json()["data"]]
     assert "ftc/tiny-llama@v1.0.0+CPU" in names and "meta/llama-3.1-8b-instruct@v1.0.0+H100" in names
@@ -223,6 +233,11 @@ def test_token_file_is_generated_owner_only(tmp_path):
         assert httpx.post(srv.base + JOBS, json=lora_body(), cookies=cookie).status_code == 401  # no CSRF
     finally:
         srv.stop()
+    token_file.chmod(0o644)  # readable by others: refused, not used
+    env = {k: v for k, v in os.environ.items() if k != "FTC_API_TOKEN"}
+    r = subprocess.run([sys.executable, "-m", "ftc", "serve", "--token-file", str(token_file)], check=False,
+                       capture_output=True, text=True, timeout=60, env={**env, "FTC_OUTPUT_ROOT": str(tmp_path)})
+    assert r.returncode == 2 and "readable by you only (chmod 600)" in r.stderr
 
 
 def test_rate_limit_answers_429(tmp_path):
@@ -234,10 +249,21 @@ def test_rate_limit_answers_429(tmp_path):
         srv.stop()
 
 
-def test_serve_refuses_a_bad_operator_override(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ftc", "serve", "cluster=nowhere"], check=False, capture_output=True, text=True,
-                       timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
-    assert r.returncode == 2 and r.stderr.startswith("ftc: error: cluster: unknown option 'nowhere'")
+def test_serve_refuses_bad_options_in_one_line(tmp_path):
+    cases = [(["cluster=nowhere"], "ftc: error: cluster: unknown option 'nowhere'"),
+             (["cluster.setup=[touch PWNED]"], "ftc: error: cluster.setup: set in the site's config files"),
+             (["--port", "99999"], "ftc: error: ftc serve: --port must be 1-65535"),
+             (["--port", "x"], "ftc: error: ftc serve: argument --port: invalid int value"),
+             (["--datasets", str(tmp_path / "none")], "ftc: error: --datasets: "),
+             (["--bogus"], "ftc: error: ftc serve: unrecognized arguments: --bogus")]
+    for args, line in cases:
+        r = subprocess.run([sys.executable, "-m", "ftc", "serve", *args], check=False, capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
+        assert r.returncode == 2 and r.stderr.startswith(line) and len(r.stderr.splitlines()) == 1, (args, r.stderr)
+    for token in ("short", "with space in the token 123"):
+        r = subprocess.run([sys.executable, "-m", "ftc", "serve"], check=False, capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": token})
+        assert r.returncode == 2 and r.stderr.startswith("ftc: error: FTC_API_TOKEN: the API token must be"), r.stderr
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
