@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -201,18 +202,42 @@ def test_lora_job_runs_to_completed_with_customizer_status(server):
     assert [j["id"] for j in listed["data"]] == [job["id"]]
 
 
+def _processes_of(run_dir: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and run_dir.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.train
 def test_cancel_a_running_job(tmp_path):
     srv = start(tmp_path, "--rate", "0", "cluster=local", "method.max_steps=5000")  # long enough to catch running
     try:
         job_id = srv.post(JOBS, json=lora_body()).json()["id"]
         srv.wait_for(job_id, states=("running",), timeout=120)
+        # Cancel once training is under way: during the runtime's start-up (model build, eval before) a stop
+        # request can be lost and the worker, in its own session, outlives torchrun (a runtime issue).
+        deadline = time.monotonic() + 300
+        while not (srv.get(f"{JOBS}/{job_id}/status").json()["steps_completed"] or 0) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        refresh = '<meta http-equiv="refresh"'
+        assert refresh in srv.get(f"/runs/{job_id}").text and refresh in srv.get("/").text  # live while it runs
         cancelled = srv.post(f"{JOBS}/{job_id}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["status"] == "cancelled"
         assert srv.get(f"{JOBS}/{job_id}/status").json()["status"] == "cancelled"
         again = srv.post(f"{JOBS}/{job_id}/cancel")
         assert again.status_code == 200 and again.json()["status"] == "cancelled"
+        assert refresh not in srv.get(f"/runs/{job_id}").text
+        run_dir = srv.get(f"{JOBS}/{job_id}").json()["run_dir"]
+        deadline = time.monotonic() + 60
+        while _processes_of(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _processes_of(run_dir)  # the supervisor, torchrun and its worker all gone
     finally:
         srv.stop()
 
