@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -72,6 +73,17 @@ def test_unknown_config_and_dataset_are_404(server):
     assert r.status_code == 404 and "no dataset default/no-such-set" in r.json()["detail"]
     assert server.get(f"{JOBS}/0123456789").status_code == 404
     assert server.get(f"{JOBS}/..%2F..%2Fetc/status").status_code == 404
+    assert server.post(f"{JOBS}/1/cancel").status_code == 404  # a Slurm id matches job records, never a prefix
+
+
+def test_bad_list_queries_are_one_line_422s(server):
+    for params in ({"page": 0}, {"page": "x"}, {"page_size": 1000}, {"filter[status]": "bogus"},
+                   {"filter[config]": "x" * 5000}, {"sort": "name"}, {"filter[training_type]": "ppo\n"}):
+        r = server.get(JOBS, params=params)
+        assert r.status_code == 422, (params, r.text)
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and "\n" not in detail and len(detail) < 400, (params, detail)
+    assert server.get(JOBS, params={"filter[status]": "completed", "page": 3}).json()["data"] == []
 
 
 def test_configs_lists_the_model_urns(server):
@@ -190,18 +202,42 @@ def test_lora_job_runs_to_completed_with_customizer_status(server):
     assert [j["id"] for j in listed["data"]] == [job["id"]]
 
 
+def _processes_of(run_dir: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and run_dir.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.train
 def test_cancel_a_running_job(tmp_path):
     srv = start(tmp_path, "--rate", "0", "cluster=local", "method.max_steps=5000")  # long enough to catch running
     try:
         job_id = srv.post(JOBS, json=lora_body()).json()["id"]
         srv.wait_for(job_id, states=("running",), timeout=120)
+        # Cancel once training is under way: during the runtime's start-up (model build, eval before) a stop
+        # request can be lost and the worker, in its own session, outlives torchrun (a runtime issue).
+        deadline = time.monotonic() + 300
+        while not (srv.get(f"{JOBS}/{job_id}/status").json()["steps_completed"] or 0) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        refresh = '<meta http-equiv="refresh"'
+        assert refresh in srv.get(f"/runs/{job_id}").text and refresh in srv.get("/").text  # live while it runs
         cancelled = srv.post(f"{JOBS}/{job_id}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["status"] == "cancelled"
         assert srv.get(f"{JOBS}/{job_id}/status").json()["status"] == "cancelled"
         again = srv.post(f"{JOBS}/{job_id}/cancel")
         assert again.status_code == 200 and again.json()["status"] == "cancelled"
+        assert refresh not in srv.get(f"/runs/{job_id}").text
+        run_dir = srv.get(f"{JOBS}/{job_id}").json()["run_dir"]
+        deadline = time.monotonic() + 60
+        while _processes_of(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _processes_of(run_dir)  # the supervisor, torchrun and its worker all gone
     finally:
         srv.stop()
 
@@ -222,6 +258,11 @@ def test_token_file_is_generated_owner_only(tmp_path):
         assert httpx.post(srv.base + JOBS, json=lora_body(), cookies=cookie).status_code == 401  # no CSRF
     finally:
         srv.stop()
+    token_file.chmod(0o644)  # readable by others: refused, not used
+    env = {k: v for k, v in os.environ.items() if k != "FTC_API_TOKEN"}
+    r = subprocess.run([sys.executable, "-m", "ftc", "serve", "--token-file", str(token_file)], check=False,
+                       capture_output=True, text=True, timeout=60, env={**env, "FTC_OUTPUT_ROOT": str(tmp_path)})
+    assert r.returncode == 2 and "readable by you only (chmod 600)" in r.stderr
 
 
 def test_rate_limit_answers_429(tmp_path):
@@ -233,10 +274,21 @@ def test_rate_limit_answers_429(tmp_path):
         srv.stop()
 
 
-def test_serve_refuses_a_bad_operator_override(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ftc", "serve", "cluster=nowhere"], check=False, capture_output=True, text=True,
-                       timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
-    assert r.returncode == 2 and r.stderr.startswith("ftc: error: cluster: unknown option 'nowhere'")
+def test_serve_refuses_bad_options_in_one_line(tmp_path):
+    cases = [(["cluster=nowhere"], "ftc: error: cluster: unknown option 'nowhere'"),
+             (["cluster.setup=[touch PWNED]"], "ftc: error: cluster.setup: set in the site's config files"),
+             (["--port", "99999"], "ftc: error: ftc serve: --port must be 1-65535"),
+             (["--port", "x"], "ftc: error: ftc serve: argument --port: invalid int value"),
+             (["--datasets", str(tmp_path / "none")], "ftc: error: --datasets: "),
+             (["--bogus"], "ftc: error: ftc serve: unrecognized arguments: --bogus")]
+    for args, line in cases:
+        r = subprocess.run([sys.executable, "-m", "ftc", "serve", *args], check=False, capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
+        assert r.returncode == 2 and r.stderr.startswith(line) and len(r.stderr.splitlines()) == 1, (args, r.stderr)
+    for token in ("short", "with space in the token 123"):
+        r = subprocess.run([sys.executable, "-m", "ftc", "serve"], check=False, capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": token})
+        assert r.returncode == 2 and r.stderr.startswith("ftc: error: FTC_API_TOKEN: the API token must be"), r.stderr
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -325,3 +377,18 @@ def test_the_server_imports_no_training_stack(tmp_path):
                             env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_metrics_reader_skips_what_is_not_a_finite_loss(tmp_path):
+    from ftc.compiler.api import metrics
+
+    lines = ['{"step": 1, "epoch": 0.5, "train_loss": 2.0}', '{"step": 2, "epoch": 1.0, "train_loss": NaN}',
+             '{"step": true, "epoch": 1.0, "train_loss": 1.0}', "[1, 2]", '{"step": 3, "epoch": "x", "val_loss": 1.0}',
+             '{"step": 4, "epoch": 1.0, "val_loss": 1.5, "train_loss": 1.8}', '{"step": 5, "epoch": 1.5, "train_loss": 1.6}',
+             '{"step": 6, "epoch": 2.0, "val_l']  # a line still being written
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    history = metrics.read(tmp_path)
+    assert [(p.step, p.value) for p in history.train] == [(1, 2.0), (4, 1.8), (5, 1.6)]
+    assert [(p.step, p.value) for p in history.val] == [(4, 1.5)]
+    assert history.per_epoch() == [{"epoch": 1, "train_loss": 1.8, "val_loss": 1.5},
+                                   {"epoch": 2, "train_loss": 1.6, "val_loss": None}]

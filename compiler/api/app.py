@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -57,6 +58,14 @@ def create_app(service: JobService, token: str, limits: Limits | None = None) ->
     @app.exception_handler(Conflict)
     def _conflict(request: Request, exc: Conflict):
         return error(409, [exc.detail], id=exc.job_id)
+
+    @app.exception_handler(RequestValidationError)
+    def _bad_query(request: Request, exc: RequestValidationError):
+        lines = []
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem.get("loc", ())[1:]) or "request"
+            lines.append(f"{where}: {problem.get('msg', 'invalid')}"[:300])
+        return error(422, lines or ["request: invalid"])
 
     @app.exception_handler(BodyTooLarge)
     def _too_large(request: Request, exc: BodyTooLarge):

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftc.compiler.errors import UserError
+
 DATASETS_ENV = "FTC_API_DATASETS"
 BUNDLED = ("demo",)
 
@@ -26,7 +28,11 @@ class DatasetRoots:
     @classmethod
     def from_option(cls, option: str | None) -> DatasetRoots:
         text = option if option is not None else os.environ.get(DATASETS_ENV, "")
-        return cls(tuple(Path(p).resolve() for p in text.split(os.pathsep) if p))
+        roots = tuple(Path(p).resolve() for p in text.split(os.pathsep) if p)
+        for root in roots:
+            if not root.is_dir():
+                raise UserError(f"--datasets: {root} is not a folder (dataset roots: --datasets or ${DATASETS_ENV})")
+        return cls(roots)
 
     def resolve(self, namespace: str, name: str) -> Path | None:
         """The dataset folder, or None for a bundled one (the `data=NAME` config group)."""

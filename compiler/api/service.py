@@ -19,9 +19,9 @@ from pathlib import Path
 from ftc.compiler.api import metrics
 from ftc.compiler.api.datasets import DatasetRoots
 from ftc.compiler.api.models import CreateJob, Job
-from ftc.compiler.api.translate import command_line, to_overrides
+from ftc.compiler.api.translate import command_line, config_error, to_overrides
 from ftc.compiler.errors import UserError
-from ftc.compiler.records import read_json
+from ftc.compiler.records import read_json, read_record
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.runstate import ACTIVE, RunView
 
@@ -103,7 +103,10 @@ class JobService:
 
         argv = command_line(self.operator, to_overrides(request, self.roots))
         with self.lock:
-            job, run = compile_point(argv)
+            try:
+                job, run = compile_point(argv)
+            except UserError as exc:
+                raise config_error(exc) from None
             run_dir = Path(run.plan.run_dir)
             try:
                 todo = still_to_run(run.plan)
@@ -121,10 +124,13 @@ class JobService:
 
     def cancel(self, job_id: str) -> list[RunView]:
         """Cancel a job by run id, or every run of a Slurm job (a whole array) by its Slurm id."""
-        from ftc.compiler.runs.jobs import cancel_run, resolve
+        from ftc.compiler.runs.jobs import cancel_run
 
         if SLURM_ID.match(job_id) and job_id not in self._index:
-            folders = resolve(job_id, self.output_root)
+            folders = [f for f in runstate.find_runs(self.output_root)
+                       if job_id in ((read_record(f) or {}).get("job"), (read_record(f) or {}).get("job_id"))]
+            if not folders:
+                raise NotFound(f"no job {job_id!r}")
         else:
             folders = [self.folder(job_id)]
         views = runstate.resolve_states([runstate.load(f) for f in folders])

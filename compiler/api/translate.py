@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ftc.compiler.api.datasets import DatasetRoots
 from ftc.compiler.api.models import CreateJob, Hyperparameters
 from ftc.compiler.config.fields import identifier
-from ftc.compiler.config.urn import find_model
+from ftc.compiler.config.urn import URN, find_model
 from ftc.compiler.errors import UserError
 
 # (training_type, finetuning_type) -> the method group and its finetuning_type override, if any
@@ -50,15 +50,25 @@ def quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def check_config(urn: str) -> None:
-    """Customizer's answers first: a URN without a version is 400, an unknown one 404."""
-    try:
-        find_model(urn)
-    except UserError as exc:
-        line = exc.problems[0]
-        if "Version is not specified" in line:
-            raise MissingVersion(line) from None
-        raise UnknownConfig(line.replace("model.urn:", "config:", 1)) from None
+def config_error(exc: UserError) -> UserError:
+    """The compiler's answer about `model.urn` as Customizer's: no version 400, unknown config 404."""
+    line = exc.problems[0] if exc.problems else ""
+    if line.startswith("model.urn: Version is not specified"):
+        return MissingVersion(*exc.problems)
+    if line.startswith("model.urn: ") and ("no model config" in line or "is not a config URN" in line):
+        return UnknownConfig(*exc.problems)
+    return exc
+
+
+def check_version(urn: str) -> None:
+    """A URN without a version is refused before anything else, as Customizer does (its line
+    comes from the compiler's own URN check, so it is the CLI's)."""
+    match = URN.match(urn.strip())
+    if match and not match["version"]:
+        try:
+            find_model(urn)
+        except UserError as exc:
+            raise config_error(exc) from None
 
 
 def _method(h: Hyperparameters) -> list[str]:
@@ -109,7 +119,7 @@ def _output(request: CreateJob) -> list[str]:
 def to_overrides(request: CreateJob, roots: DatasetRoots) -> Translation:
     """The request's overrides; names and numbers were checked by the request model, the rest
     (ranges, guard rails, the URN's variant against the partition) by the schema as for the CLI."""
-    check_config(request.config)
+    check_version(request.config)
     overrides = [f"model.urn={request.config}", *_method(request.hyperparameters), *_dataset(request, roots),
                  *_output(request)]
     return Translation(overrides)

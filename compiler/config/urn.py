@@ -37,7 +37,7 @@ def model_entries() -> list[ModelEntry]:
     entries = []
     for option, (path, _) in group_files("model").items():
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
         if not isinstance(raw, dict):

@@ -198,8 +198,28 @@ def job_infos(refs: list[str], timeout: int = STATUS_TIMEOUT) -> StatusAnswer:
                       "showing the last known states (check with: scontrol ping)")
     elif queue_rc != 127:
         silent.append(f"squeue failed: {error_message(queue_err)}")
+    for ref in refs:
+        if ref not in found and "_" in ref:
+            found[ref] = _array_entry(ref, found)
     wanted = set(refs)
-    return StatusAnswer({ref: info for ref, info in found.items() if ref in wanted}, silent)
+    return StatusAnswer({ref: info for ref, info in found.items() if ref in wanted and info is not None}, silent)
+
+
+def _array_entry(ref: str, found: dict[str, JobInfo]) -> JobInfo | None:
+    """A task that never started (cancelled while pending) is known only by its array's row:
+    `123` or `123_[0-3,5]`."""
+    array, _, index = ref.partition("_")
+    if array in found:
+        return found[array]
+    for key, info in found.items():
+        head, _, ranges = key.partition("_[")
+        if head != array or not ranges.endswith("]") or not index.isdigit():
+            continue
+        for part in ranges[:-1].split("%")[0].split(","):
+            low, _, high = part.partition("-")
+            if low.isdigit() and int(low) <= int(index) <= int(high or low):
+                return info
+    return None
 
 
 def cancel(ref: str) -> None:
