@@ -14,7 +14,7 @@ import os
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -104,9 +104,11 @@ class RunStatusRecord(_Record):
 
 
 class EvalRecord(_Record):
+    """eval.json: metrics before and after training (numbers are shown; samples and names are not)."""
+
     model_config = ConfigDict(extra="ignore", strict=False)
-    before: dict[Annotated[str, Field(max_length=200)], Number | None] = {}
-    after: dict[Annotated[str, Field(max_length=200)], Number | None] = {}
+    before: dict[Annotated[str, Field(max_length=200)], Any] | None = None
+    after: dict[Annotated[str, Field(max_length=200)], Any] | None = None
     warnings: Annotated[list[Text], Field(max_length=100)] = []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import stat
 import sys
@@ -107,6 +108,10 @@ def _one(query: str, root: Path) -> RunView:
     return views[0]
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _num(value) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
@@ -138,8 +143,8 @@ def _plan_lines(view: RunView) -> list[str]:
 
 def _eval_lines(data: dict) -> list[str]:
     before, after = data.get("before") or {}, data.get("after") or {}
-    parts = [f"{key} {_num(before[key])} -> {_num(value)}" if key in before else f"{key} {_num(value)}"
-             for key, value in after.items() if value is not None]
+    parts = [f"{key} {_num(before.get(key))} -> {_num(value)}" if _finite(before.get(key)) else f"{key} {_num(value)}"
+             for key, value in after.items() if _finite(value)]
     lines = [f"eval       {', '.join(parts)}"] if parts else []
     return lines + [f"warning    {w}" for w in data.get("warnings", [])]
 
@@ -179,6 +184,19 @@ def detail(view: RunView) -> str:
     return "\n".join(printable(line, DETAIL_CHARS) for line in lines)
 
 
+def _printable_errors(command):
+    """A refusal quotes paths and values from the run folder: escaped like everything else shown."""
+    def run(args: list[str]) -> int:
+        try:
+            return command(args)
+        except UserError as exc:
+            raise UserError(*(printable(p, DETAIL_CHARS) for p in exc.problems or [str(exc)])) from None
+
+    run.__doc__ = command.__doc__
+    return run
+
+
+@_printable_errors
 def status_command(args: list[str]) -> int:
     options = _parse("status", args, run_required=False, listing=True)
     root = runstate.output_root(options.root)
@@ -228,6 +246,7 @@ def _copy_new(fd: int | None, offset: int, limit: int = LOG_CHUNK) -> int:
     return offset + len(chunk)
 
 
+@_printable_errors
 def logs_command(args: list[str]) -> int:
     options = _parse("logs", args, run_required=True, follow=True)
     view = _one(options.run, runstate.output_root(options.root))
@@ -273,6 +292,7 @@ def _show_log(options: argparse.Namespace, view: RunView, fd: int | None) -> int
         time.sleep(FOLLOW_POLL_S)
 
 
+@_printable_errors
 def cancel_command(args: list[str]) -> int:
     options = _parse("cancel", args, run_required=True)
     for view in _views(options.run, runstate.output_root(options.root)):
