@@ -3,7 +3,7 @@
     ftc [-m] [OVERRIDE ...]       compile one job (or a sweep with -m); dry_run=true only shows it
     ftc configs                   the model configs and what each supports
     ftc schema                    the JSON Schema of a job config
-    ftc status [RUN]              runs and their states, or one run in detail
+    ftc status [RUN] [--all]      runs and their states (--all: dry runs too), or one run in detail
     ftc logs RUN [-f]             a run's log
     ftc cancel RUN                cancel a run
 """

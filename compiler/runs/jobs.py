@@ -97,7 +97,7 @@ def resolve(query: str, root: Path) -> list[Path]:
 
 def _views(query: str | None, root: Path, notes: list[str] | None = None) -> list[RunView]:
     folders = resolve(query, root) if query is not None else runstate.find_runs(root)
-    return runstate.resolve_states([runstate.load(f) for f in folders], notes)
+    return runstate.resolve_states([runstate.load(f, plan=len(folders) == 1) for f in folders], notes)
 
 
 def _one(query: str, root: Path) -> RunView:
