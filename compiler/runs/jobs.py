@@ -276,7 +276,7 @@ def _show_log(options: argparse.Namespace, view: RunView, fd: int | None) -> int
     told = False
     while True:
         view = runstate.resolve_states([runstate.load(view.run_dir)])[0]
-        if fd is None:
+        if fd is None and view.log is not None:
             fd = _open_log(view.log, view.run_dir)
         offset = _copy_new(fd, offset)
         if view.state not in ACTIVE:
