@@ -44,7 +44,7 @@ def _schema(args: list[str]) -> int:
 
 
 def _status(args: list[str]) -> int:
-    """runs and their states, or one run in detail: ftc status [RUN]"""
+    """runs and their states (--all: dry runs too), or one run in detail: ftc status [RUN] [--all]"""
     from ftc.compiler.runs.jobs import status_command
 
     return status_command(args)

@@ -14,7 +14,7 @@ import os
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -104,9 +104,11 @@ class RunStatusRecord(_Record):
 
 
 class EvalRecord(_Record):
+    """eval.json: metrics before and after training (numbers are shown; samples and names are not)."""
+
     model_config = ConfigDict(extra="ignore", strict=False)
-    before: dict[Annotated[str, Field(max_length=200)], Number | None] = {}
-    after: dict[Annotated[str, Field(max_length=200)], Number | None] = {}
+    before: dict[Annotated[str, Field(max_length=200)], Any] | None = None
+    after: dict[Annotated[str, Field(max_length=200)], Any] | None = None
     warnings: Annotated[list[Text], Field(max_length=100)] = []
 
 
@@ -149,9 +151,9 @@ def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None)
     outside `inside`, larger than `limit` or not UTF-8. Opens without following a final symlink
     and without blocking, so a FIFO or /dev/zero put in its place cannot hang or flood the reader."""
     path = Path(path)
-    if inside is not None and not is_inside(path, inside):
-        raise RecordError(f"{path}: outside the run folder {inside}")
     try:
+        if inside is not None and not os.path.islink(path) and not is_inside(path, inside):
+            raise RecordError(f"{path}: outside the run folder {inside}")
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
@@ -185,9 +187,9 @@ def is_inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def read_json_file(path: Path, limit: int = RECORD_LIMIT) -> dict | None:
+def read_json_file(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None) -> dict | None:
     """A JSON object from `path` (None when absent); RecordError for anything else."""
-    text = read_text(path, limit)
+    text = read_text(path, limit, inside)
     if text is None:
         return None
     try:
@@ -207,10 +209,11 @@ def _problem(path: Path, exc: ValidationError) -> str:
     return f"{path}: {field}: {error['msg']}"
 
 
-def parse(path: Path, model: type[_Record], lenient: bool = False) -> tuple[_Record | None, list[str]]:
+def parse(path: Path, model: type[_Record], lenient: bool = False,
+          inside: Path | None = None) -> tuple[_Record | None, list[str]]:
     """(record or None, problems). Lenient: fields that do not validate are dropped and named."""
     try:
-        data = read_json_file(path)
+        data = read_json_file(path, inside=inside)
     except RecordError as exc:
         return None, [str(exc)]
     if data is None:
@@ -255,7 +258,7 @@ def read_record(run_dir: Path) -> dict | None:
 
 def load(run_dir: Path, name: str, model: type[_Record]) -> tuple[dict, list[str]]:
     """A record other than job.json, field by field: what validates, and what did not."""
-    record, problems = parse(Path(run_dir) / name, model, lenient=True)
+    record, problems = parse(Path(run_dir) / name, model, lenient=True, inside=Path(run_dir))
     return (record.model_dump(exclude_none=True) if record else {}), problems
 
 

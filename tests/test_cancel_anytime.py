@@ -131,3 +131,17 @@ def test_ctrl_c_while_compiling_starts_nothing(env):
         pytest.skip("this machine compiled within 0.5 s; the start-up cases cover it")
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "ftc: interrupted", out + err
     assert processes_of(root) == []
+
+
+def test_killed_supervisor_takes_the_run_along(env):
+    """SIGKILL to the detached supervisor: torchrun gets SIGTERM (parent-death signal) and stops its workers."""
+    started = ftc(env, *TRAIN, "name=supervisor-killed", "detach=true")
+    assert started.returncode == 0, started.stderr
+    run_dir = _run_dir(started.stdout)
+    _mid_training(run_dir)
+    os.kill(json.loads((run_dir / "job.json").read_text())["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while processes_of(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of(run_dir) == []
+    assert status_state(env, run_dir.name) != "running"

@@ -38,6 +38,7 @@ def base(tmp_path_factory):
     (base / "outside.txt").write_text(SECRET + "\n")
     (base / "outside-dir").mkdir()
     (base / "outside-dir" / "slurm-12345.out").write_text(SECRET + "\n")
+    (base / "outside-dir" / "local-exit.json").write_text('{"pid": 4190000, "returncode": 0}\n')
     bin_dir = base / "bin"
     bin_dir.mkdir()
     for client in ("squeue", "sacct", "scancel", "scontrol", "sbatch"):

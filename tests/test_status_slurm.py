@@ -138,3 +138,20 @@ def test_status_with_the_controller_down_is_fast_and_says_so(site, second_slurm,
     assert len(notes) == 1 and "controller does not answer" in notes[0], listing.err
     detail = own.ftc("status", own.run_dir(long).name)
     assert "state      running [from last known," in detail.out, detail.out
+
+
+def test_four_identical_sweeps_make_one_job_array(site, jobs):
+    import sys
+
+    command = [sys.executable, "-m", "ftc", "-m", *site.compile_args("name=sweep-at-once",
+                                                                      "method.learning_rate=1e-4,2e-4")]
+    env = {**site.env, "FAKE_TORCHRUN_SECONDS": "60"}
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=site.root.parent) for _ in range(4)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    submitted = [out for code, out, _ in results if code == 0 and "submitted sweep" in out]
+    assert len(submitted) == 1, results
+    array = submitted[0].split("as Slurm job array ")[1].split(":")[0]
+    jobs.append(array)
+    others = [err for code, _, err in results if code == 2]
+    assert len(others) == 3 and all(err.count(f"as job {array}_") == 2 for err in others), results

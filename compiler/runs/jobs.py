@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import stat
 import sys
@@ -96,7 +97,7 @@ def resolve(query: str, root: Path) -> list[Path]:
 
 def _views(query: str | None, root: Path, notes: list[str] | None = None) -> list[RunView]:
     folders = resolve(query, root) if query is not None else runstate.find_runs(root)
-    return runstate.resolve_states([runstate.load(f) for f in folders], notes)
+    return runstate.resolve_states([runstate.load(f, plan=len(folders) == 1) for f in folders], notes)
 
 
 def _one(query: str, root: Path) -> RunView:
@@ -105,6 +106,10 @@ def _one(query: str, root: Path) -> RunView:
         ids = ", ".join(printable(v.run_id, 40) for v in views)
         raise UserError(f"{printable(query)!r} names {len(views)} runs (a job array: {ids}); name one run id")
     return views[0]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _num(value) -> str:
@@ -138,8 +143,8 @@ def _plan_lines(view: RunView) -> list[str]:
 
 def _eval_lines(data: dict) -> list[str]:
     before, after = data.get("before") or {}, data.get("after") or {}
-    parts = [f"{key} {_num(before[key])} -> {_num(value)}" if key in before else f"{key} {_num(value)}"
-             for key, value in after.items() if value is not None]
+    parts = [f"{key} {_num(before.get(key))} -> {_num(value)}" if _finite(before.get(key)) else f"{key} {_num(value)}"
+             for key, value in after.items() if _finite(value)]
     lines = [f"eval       {', '.join(parts)}"] if parts else []
     return lines + [f"warning    {w}" for w in data.get("warnings", [])]
 
@@ -179,6 +184,19 @@ def detail(view: RunView) -> str:
     return "\n".join(printable(line, DETAIL_CHARS) for line in lines)
 
 
+def _printable_errors(command):
+    """A refusal quotes paths and values from the run folder: escaped like everything else shown."""
+    def run(args: list[str]) -> int:
+        try:
+            return command(args)
+        except UserError as exc:
+            raise UserError(*(printable(p, DETAIL_CHARS) for p in exc.problems or [str(exc)])) from None
+
+    run.__doc__ = command.__doc__
+    return run
+
+
+@_printable_errors
 def status_command(args: list[str]) -> int:
     options = _parse("status", args, run_required=False, listing=True)
     root = runstate.output_root(options.root)
@@ -228,6 +246,7 @@ def _copy_new(fd: int | None, offset: int, limit: int = LOG_CHUNK) -> int:
     return offset + len(chunk)
 
 
+@_printable_errors
 def logs_command(args: list[str]) -> int:
     options = _parse("logs", args, run_required=True, follow=True)
     view = _one(options.run, runstate.output_root(options.root))
@@ -257,7 +276,7 @@ def _show_log(options: argparse.Namespace, view: RunView, fd: int | None) -> int
     told = False
     while True:
         view = runstate.resolve_states([runstate.load(view.run_dir)])[0]
-        if fd is None:
+        if fd is None and view.log is not None:
             fd = _open_log(view.log, view.run_dir)
         offset = _copy_new(fd, offset)
         if view.state not in ACTIVE:
@@ -299,6 +318,7 @@ def cancel_run(view: RunView) -> str:
     return f"cancelled run {run_id} (Slurm job {record['job']})"
 
 
+@_printable_errors
 def cancel_command(args: list[str]) -> int:
     options = _parse("cancel", args, run_required=True)
     for view in _views(options.run, runstate.output_root(options.root)):

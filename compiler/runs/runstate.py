@@ -122,9 +122,10 @@ class RunView:
         return self.run_dir / "logs" / f"slurm-{self.record['job']}.out"
 
 
-def load(run_dir: Path) -> RunView:
+def load(run_dir: Path, plan: bool = True) -> RunView:
+    """A run folder's records; without `plan`, plan.json is not read (a table names runs by their folders)."""
     run_dir = Path(run_dir)
-    plan, problems = records.read_plan(run_dir)
+    plan, problems = records.read_plan(run_dir) if plan else ({}, [])
     record, job_problems = records.load_job(run_dir)
     status, status_problems = records.load(run_dir, records.STATUS_FILE, records.RunStatusRecord)
     return RunView(run_dir, plan, record, status, problems=problems + job_problems + status_problems)

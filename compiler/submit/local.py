@@ -31,6 +31,7 @@ LOG = "logs/local.out"
 EXIT = "logs/local-exit.json"
 CANCEL_GRACE_S = 30.0
 SUPERVISOR = "ftc.compiler.submit.local"
+LAUNCH_MODULES = (SUPERVISOR, "ftc.runtime", "torch.distributed.run")
 
 
 def launch_command(plan: Plan) -> list[str]:
@@ -91,9 +92,17 @@ def alive(record: dict, run_dir: Path) -> bool:
     return _start_ticks(pid) == ticks and ours(pid, run_dir)
 
 
+def _launched(pid: int) -> bool:
+    """A process of ftc's launch (supervisor, torchrun, runtime worker, or a fork of one), not a
+    user's shell that happens to export FTC_RUN_DIR."""
+    args = _cmdline(pid)
+    return any(a in LAUNCH_MODULES or a.endswith("/torchrun") or a == "torchrun" for a in args)
+
+
 def run_processes(run_dir: Path) -> list[int]:
     """Every live process of this run: those whose environment has FTC_RUN_DIR set to this folder
-    (the supervisor, torchrun and its workers, which torchrun starts in sessions of their own)."""
+    and whose command line is part of ftc's launch (the supervisor, torchrun and its workers, which
+    torchrun starts in sessions of their own)."""
     found = []
     me = os.getpid()
     for entry in Path("/proc").iterdir():
@@ -105,7 +114,7 @@ def run_processes(run_dir: Path) -> list[int]:
             continue
         for item in environ.split(b"\0"):
             if item.startswith(b"FTC_RUN_DIR=") and _same_dir(item[len(b"FTC_RUN_DIR="):], run_dir):
-                if _start_ticks(int(entry.name)) is not None:
+                if _start_ticks(int(entry.name)) is not None and _launched(int(entry.name)):
                     found.append(int(entry.name))
                 break
     return found
