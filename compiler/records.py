@@ -97,6 +97,11 @@ class RunStatusRecord(_Record):
     train_loss: Number | None = None
     val_loss: Number | None = None
     best_val_loss: Number | None = None
+    best_val_reward: Number | None = None
+    best_epoch: Number | None = None
+    best_step: Annotated[int, Field(ge=0)] | None = None
+    tokens_per_s: Number | None = None
+    updated_at: Text | None = None
     early_stopped: bool | None = None
     error: Text | None = None
     stop_reason: Text | None = None
