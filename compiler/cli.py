@@ -53,12 +53,38 @@ def _cancel(args: list[str]) -> int:
     return cancel_command(args)
 
 
+def _after_training(module: str, command: str, args: list[str]) -> int:
+    """generate, chat and export load the model: the training stack is imported only now, and only for them."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError(f"ftc {command} loads the model and needs the training stack: pip install 'ftc[train]'") from None
+    from importlib import import_module
+
+    return getattr(import_module(f"ftc.runtime.{module}"), f"{command}_command")(args)
+
+
+def _generate(args: list[str]) -> int:
+    return _after_training("generate", "generate", args)
+
+
+def _chat(args: list[str]) -> int:
+    return _after_training("generate", "chat", args)
+
+
+def _export(args: list[str]) -> int:
+    return _after_training("export", "export", args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "configs": _configs,
     "schema": _schema,
     "status": _status,
     "logs": _logs,
     "cancel": _cancel,
+    "generate": _generate,
+    "chat": _chat,
+    "export": _export,
 }
 
 

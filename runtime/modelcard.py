@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_atomic
+from ftc.runtime.report import hyperparameters
 
 LIBRARY = {"adapter": "peft", "merged": "transformers", "model": "transformers"}
 
@@ -34,16 +35,6 @@ def serve_command(plan: Plan, kind: str, path: str | Path) -> str:
         return (f"vllm serve {shlex.quote(plan.job.model.path)} --enable-lora --max-lora-rank {rank} "
                 f"--lora-modules {shlex.quote(f'{lora_name(plan)}={path}')}")
     return f"vllm serve {shlex.quote(str(path))}"
-
-
-def _hyper(plan: Plan) -> str:
-    method = plan.job.method
-    length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
-    text = f"{method.name} ({method.training_type}/{method.finetuning_type}), {length}, batch {method.batch_size}, lr {method.learning_rate:g}"
-    if method.uses_lora:
-        lora = method.lora
-        text += f", LoRA rank {lora.adapter_dim}, alpha {lora.alpha}, dropout {lora.adapter_dropout:g}"
-    return text
 
 
 def _eval_lines(report: dict | None) -> list[str]:
@@ -73,7 +64,7 @@ def model_card(plan: Plan, kind: str, path: str | Path, report: dict | None = No
         "",
         f"This is {what} **{base_name(plan)}** (base weights: `{model.path}`), trained by ftc run `{plan.run_id}`.",
         "",
-        f"- method: {_hyper(plan)}",
+        f"- method: {hyperparameters(plan)}",
         f"- data: {plan.job.data.name} ({data.format}): {rows} rows, sequences up to {plan.max_seq_length} tokens",
         f"- trained on: {plan.model_urn}",
     ]
@@ -94,7 +85,9 @@ def model_card(plan: Plan, kind: str, path: str | Path, report: dict | None = No
     return "\n".join(lines)
 
 
-def write_card(plan: Plan, kind: str, folder: str | Path, report: dict | None = None) -> Path:
+def write_card(plan: Plan, kind: str, folder: str | Path, report: dict | None = None,
+               served_from: str | Path | None = None) -> Path:
+    """README.md in `folder`; its serve line names `served_from` (where the folder will be) or the folder."""
     path = Path(folder) / "README.md"
-    write_atomic(path, model_card(plan, kind, folder, report))
+    write_atomic(path, model_card(plan, kind, served_from or folder, report))
     return path

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_json
-from ftc.runtime import checkpoints, distributed
+from ftc.runtime import checkpoints, distributed, trackers
 from ftc.runtime.callbacks import (
     CheckpointMarker,
     EarlyStopping,
@@ -265,6 +265,7 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     run_dir = plan.run_dir
     set_seed(plan.job.training.seed)
     train_ds, val_ds = load_data(plan)
+    trackers.prepare(plan)
     args = methods.build_args(plan)
     args.logging_nan_inf_filter = False  # a NaN step must be logged as NaN, for the FiniteGuard to see it
     model, tokenizer = load_model(plan, model_path(plan))
@@ -291,6 +292,7 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     callbacks = [metrics, progress, guard, early, stop, marker, before]
     trainer = methods.build_trainer(plan, args, model, tokenizer, train_ds, val_ds, callbacks)
     quiet_trainer(trainer)
+    trackers.start(plan, list(args.report_to))
     print(f"[ftc] trainer {methods.describe(plan, args)}", flush=True)  # the log file
     log(f"training on {len(train_ds)} rows, validating on {len(val_ds)}")
     return Run(trainer, tokenizer, evaluation, stop, marker, guard, resume)
@@ -301,6 +303,7 @@ def train(plan: Plan, status: RunStatus) -> int:
     status.write()
     trainer = run.trainer
     trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+    trackers.finish(list(trainer.args.report_to))
     if run.guard.reason:
         return failed(status, run.guard.reason)
     if not run.stop.stopped:
@@ -330,7 +333,7 @@ def finish(plan: Plan, status: RunStatus, trainer, tokenizer, evaluation: Evalua
     """After training: evaluate, save the deliverables, plot, summarise."""
     from ftc.runtime.guard import weights_problem
     from ftc.runtime.outputs import save_outputs
-    from ftc.runtime.report import format_summary, plot_losses
+    from ftc.runtime.report import format_summary, plot_losses, plot_title
 
     problem = weights_problem(trainer.model)
     if problem:
@@ -344,7 +347,7 @@ def finish(plan: Plan, status: RunStatus, trainer, tokenizer, evaluation: Evalua
     outputs = save_outputs(trainer.model, tokenizer, plan, trainer, report)
     if distributed.is_main():
         write_json(run_dir / "eval.json", report)
-        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", plot_title(plan))
         status.update(state="completed", phase=None, percent=100.0, eta_s=0.0, output=outputs.get("paths"))
         status.write()
         CONSOLE.say(format_summary(status.data, report, outputs))
