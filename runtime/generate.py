@@ -15,6 +15,7 @@ import sys
 
 from ftc.compiler.errors import UserError
 from ftc.runtime import trained as trained_runs
+from ftc.runtime.planfile import printable
 
 MAX_NEW_TOKENS = 8192
 
@@ -55,11 +56,6 @@ def use_template(choice: str, tokenizer, data_format: str) -> bool:
     if choice == "chat" and not has_template:
         raise UserError("--template chat: this model's tokenizer has no chat template")
     return choice == "chat" or (choice == "auto" and has_template and data_format == "chat")
-
-
-def printable(text: str) -> str:
-    """The model's words for a terminal: control characters (an escape sequence, a bell) shown, not obeyed."""
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 class Session:
@@ -137,7 +133,7 @@ def generate_command(args: list[str]) -> int:
     if not prompt.strip():
         raise UserError("prompt: empty")
     session = open_session(options)
-    print(printable(session.answer(prompt, keep=False)))
+    print(printable(session.answer(prompt, keep=False), None, "\n\t"))
     return 0
 
 
@@ -174,5 +170,5 @@ def chat_command(args: list[str]) -> int:
         except UserError as exc:
             print(f"ftc: error: {exc}", file=sys.stderr)
             continue
-        print(("model> " if interactive else "") + printable(reply), flush=True)
+        print(("model> " if interactive else "") + printable(reply, None, "\n\t"), flush=True)
     return 0

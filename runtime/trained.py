@@ -61,7 +61,7 @@ def find(query: str, root: str | None) -> Trained:
     """The run named by `query`, with its plan, its output folders and its evaluation."""
     from ftc.compiler.runs import runstate
     from ftc.compiler.runs.jobs import _one
-    from ftc.runtime.train import load_plan
+    from ftc.runtime.planfile import load_plan
 
     if not query.strip():
         raise UserError("RUN: empty; give a run id, a unique prefix of one, a Slurm job id or a run folder")

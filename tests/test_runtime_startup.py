@@ -27,7 +27,7 @@ def plan_json(tmp_path) -> dict:
 
 
 def load(run_dir: Path) -> str:
-    from ftc.runtime.train import load_plan
+    from ftc.runtime.planfile import load_plan
 
     with pytest.raises(UserError) as caught:
         load_plan(str(run_dir))
@@ -91,7 +91,7 @@ def test_a_plan_of_another_folder_is_refused(tmp_path, plan_json, elsewhere):
 
 
 def test_the_same_folder_by_another_path_is_accepted(tmp_path, plan_json):
-    from ftc.runtime.train import load_plan
+    from ftc.runtime.planfile import load_plan
 
     (tmp_path / "link").symlink_to(tmp_path / "run")
     assert load_plan(str(tmp_path / "link")).run_id == "run"
