@@ -113,3 +113,25 @@ def test_through_a_pipe_progress_is_plain_lines_without_carriage_returns(tmp_pat
     assert set(range(3, 31, 3)) <= set(steps) and steps == sorted(set(steps)) and len(steps) <= PLAIN_LINES + 5, steps
     assert "val -" in progress[0] and "val -" not in progress[-1]
     assert not [line for line in out.decode().splitlines() if any(noise in line for noise in LIBRARY_NOISE)]
+
+
+def test_a_closed_terminal_does_not_stop_the_run(capsys):
+    """The person's terminal went away (the executor was killed): lines still reach the log, nothing raises."""
+    import signal
+
+    from ftc.runtime.console import Console
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    console = Console()
+    console.live = True
+    console.out = os.fdopen(write_end, "w")
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python process
+    try:
+        console.show_progress("step 1/2")
+        console.say("[ftc] still training")
+        console.end_progress()
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
+    assert console.out is None
+    assert "[ftc] still training" in capsys.readouterr().out  # the log file's copy (stdout, once captured)
