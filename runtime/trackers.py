@@ -1,7 +1,7 @@
 """Weights & Biases beside TensorBoard and MLflow: files in the run folder, no network needed.
 
 transformers' integrations do the logging; ftc points each at the run folder first (tensorboard/,
-mlruns/, wandb/). W&B runs offline unless the site's cluster.env says otherwise (WANDB_MODE=online),
+mlruns/ as MLflow's file store, wandb/). W&B runs offline unless the site's cluster.env says otherwise (WANDB_MODE=online),
 since compute nodes rarely reach the internet; `wandb sync RUN_DIR/wandb/offline-run-*` uploads later.
 The W&B run is started here, before the trainer's callback, so it carries the ftc run id and the
 whole plan as its config, and a requeued job continues the same W&B run.
@@ -34,8 +34,14 @@ def wandb_env(plan: Plan) -> None:
 
 
 def prepare(plan: Plan) -> None:
-    if "wandb" in plan.job.training.report_to:
+    """Before the trainer's arguments are built (transformers reads these at setup)."""
+    wanted = plan.job.training.report_to
+    if "wandb" in wanted:
         wandb_env(plan)
+    if "mlflow" in wanted:
+        # MLflow 3 refuses its file store unless asked; a folder in the run folder suits a shared file
+        # system better than the SQLite database it suggests (file locking over NFS).
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 def start(plan: Plan, report_to: list[str]) -> None:

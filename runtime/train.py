@@ -216,6 +216,7 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     trackers.prepare(plan)
     args = methods.build_args(plan)
     args.logging_nan_inf_filter = False  # a NaN step must be logged as NaN, for the FiniteGuard to see it
+    args.run_name = args.run_name or plan.run_id  # MLflow's run name (transformers reads it from here)
     model, tokenizer = load_model(plan, model_path(plan))
     chat_loss_mask(args, tokenizer, plan)
 

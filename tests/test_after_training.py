@@ -22,6 +22,7 @@ peft = pytest.importorskip("peft")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ftc.compiler.errors import UserError
+from ftc.runtime.planfile import printable
 
 from plan_factory import OFFLINE_ENV, log_tail, make_run, read_status, run_runtime
 
@@ -168,7 +169,7 @@ def test_generate_answers_as_the_evaluation_decodes(root, adapter_run, tiny):
     assert expected != base_answer  # the adapter is really applied
     result = ftc(root, "generate", "adapter0001", PROMPT, "--max-new-tokens", "16")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == expected + "\n"
+    assert result.stdout == printable(expected, None, "\n\t") + "\n"
     assert result.stderr == ""
 
 
@@ -181,7 +182,7 @@ def test_generate_prefers_the_merged_model_and_reads_stdin(root, merged_run, tin
     expected = reference_answer(merged, tokenizer, PROMPT)
     result = ftc(root, "generate", "merged", "-", "--max-new-tokens", "16", stdin=PROMPT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == expected + "\n"
+    assert result.stdout == printable(expected, None, "\n\t") + "\n"
 
 
 @pytest.mark.train
@@ -210,9 +211,8 @@ def test_chat_over_a_pipe_answers_each_line(root, adapter_run, tiny):
     result = ftc(root, "chat", "adapter0001", "--template", "chat", "--max-new-tokens", "16",
                  stdin="hello\n/reset\n\nhello\n/exit\nnever read\n")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == expected and lines[1] == "(conversation reset)" and lines[2] == expected, lines
-    assert len(lines) == 3
+    answer = printable(expected, None, "\n\t")  # the model's control characters shown, not obeyed
+    assert result.stdout == f"{answer}\n(conversation reset)\n{answer}\n"
 
 
 # ---------------------------------------------------------------- export

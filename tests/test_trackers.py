@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -59,8 +60,10 @@ def test_tensorboard_writes_event_files(tracked_run):
 
 
 @pytest.mark.train
-def test_mlflow_records_a_run_in_the_run_folder(tracked_run):
+def test_mlflow_records_a_run_in_the_run_folder(tracked_run, monkeypatch):
     import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 
     client = mlflow.MlflowClient(tracking_uri=(tracked_run / "mlruns").as_uri())
     (experiment,) = [e for e in client.search_experiments() if e.name == "demo-lora"]
@@ -69,22 +72,46 @@ def test_mlflow_records_a_run_in_the_run_folder(tracked_run):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4]
 
 
-@pytest.mark.train
-def test_wandb_runs_offline_with_the_plan_as_config(tracked_run):
-    import yaml
+def wandb_records(path: Path) -> list:
+    """The protobuf records of a .wandb file: W&B's LevelDB-style log (7-byte header, 32 KiB blocks, chunked records)."""
+    from wandb.proto import wandb_internal_pb2
 
-    (offline,) = (tracked_run / "wandb").glob("offline-run-*-tracked")
-    assert (offline / "run-tracked.wandb").stat().st_size > 0
-    config = yaml.safe_load((offline / "files" / "config.yaml").read_text())
-    assert config["ftc_run_id"]["value"] == "tracked"
-    plan = config["ftc_plan"]["value"]
-    assert plan["run_dir"] == str(tracked_run) and plan["job"]["training"]["report_to"] == ["tensorboard", "mlflow", "wandb"]
-    assert "learning_rate" in config  # transformers' own arguments joined the same run
-    from wandb.sdk.internal.datastore import DataStore
-
-    store = DataStore()
-    store.open_for_scan(str(offline / "run-tracked.wandb"))
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, pending, payloads = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        payload, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 1:  # full
+            payloads.append(payload)
+        elif kind in (2, 3):  # first, middle
+            pending = (b"" if kind == 2 else pending) + payload
+        elif kind == 4:  # last
+            payloads.append(pending + payload)
     records = []
-    while (data := store.scan_data()) is not None:
-        records.append(data)
-    assert any(b"train/loss" in record for record in records)
+    for payload in payloads:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        records.append(record)
+    return records
+
+
+@pytest.mark.train
+def test_wandb_runs_offline_with_the_run_id_and_plan_as_config(tracked_run):
+    (offline,) = (tracked_run / "wandb").glob("offline-run-*-tracked")
+    records = wandb_records(offline / "run-tracked.wandb")
+    kinds = [record.WhichOneof("record_type") for record in records]
+    (run,) = [record.run for record in records if record.WhichOneof("record_type") == "run"]
+    assert (run.run_id, run.display_name, run.project) == ("tracked", "default/tiny-llama-demo-lora@tracked", "ftc-default")
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["ftc_run_id"] == "tracked"
+    plan = config["ftc_plan"]
+    assert plan["run_dir"] == str(tracked_run) and plan["job"]["training"]["report_to"] == ["tensorboard", "mlflow", "wandb"]
+    later = {item.key for record in records if record.WhichOneof("record_type") == "config" for item in record.config.update}
+    assert "learning_rate" in later  # transformers' own arguments joined the same run
+    losses = [json.loads(item.value_json) for record in records if record.WhichOneof("record_type") == "history"
+              for item in record.history.item if (item.key or "/".join(item.nested_key)) == "train/loss"]
+    assert len(losses) == 4 and "exit" in kinds  # every step logged, and the run closed
