@@ -58,7 +58,8 @@ def _after_training(module: str, command: str, args: list[str]) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise UserError(f"ftc {command} loads the model and needs the training stack: pip install 'ftc[train]'") from None
+        message = f"ftc {command} loads the model and needs the training stack: pip install 'ftc[train]'"
+        raise UserError(message) from None
     from importlib import import_module
 
     return getattr(import_module(f"ftc.runtime.{module}"), f"{command}_command")(args)

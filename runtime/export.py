@@ -52,7 +52,8 @@ def _kind(found: trained_runs.Trained, merge: bool) -> str:
     if not merge:
         return found.pick()[0]
     if "merged" not in found.paths and "adapter" not in found.paths:
-        raise UserError(f"run {found.plan.run_id} trained all weights: there is no adapter to merge; export without --merge")
+        raise UserError(f"run {found.plan.run_id} trained all weights: there is no adapter to merge; "
+                        "export without --merge")
     return "merged"
 
 

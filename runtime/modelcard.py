@@ -43,7 +43,8 @@ def _eval_lines(report: dict | None) -> list[str]:
     for key, value in after.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             old = before.get(key)
-            lines.append(f"- {key}: {old:.4g} → {value:.4g}" if isinstance(old, (int, float)) else f"- {key}: {value:.4g}")
+            change = f"{old:.4g} → {value:.4g}" if isinstance(old, (int, float)) else f"{value:.4g}"
+            lines.append(f"- {key}: {change}")
     return lines
 
 
@@ -51,7 +52,8 @@ def model_card(plan: Plan, kind: str, path: str | Path, report: dict | None = No
     model, data = plan.job.model, plan.dataset
     rows = ", ".join(f"{n} {split}" for split, n in data.rows.items())
     tags = ["ftc", plan.job.method.training_type, plan.job.method.finetuning_type]
-    what = {"adapter": "a LoRA adapter for", "merged": "a LoRA fine-tune, merged into", "model": "a full fine-tune of"}[kind]
+    what = {"adapter": "a LoRA adapter for", "merged": "a LoRA fine-tune, merged into",
+            "model": "a full fine-tune of"}[kind]
     lines = [
         "---",
         f"base_model: {model.path}",

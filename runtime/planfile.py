@@ -16,7 +16,7 @@ from ftc.compiler.planning.plan import Plan
 
 
 def printable(text: str, limit: int | None = 200, keep: str = "") -> str:
-    """Text for a terminal: control characters (an escape sequence, a bell) shown escaped, not obeyed; long values cut."""
+    """Text for a terminal: control characters (an escape sequence, a bell) shown escaped, not obeyed; long text cut."""
     text = "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in str(text))
     return text if limit is None or len(text) <= limit else text[:limit] + "..."
 

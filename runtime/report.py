@@ -46,7 +46,8 @@ def hyperparameters(plan) -> str:
     """The settings that tell two runs' curves apart: method, length, batch, learning rate, LoRA shape."""
     method = plan.job.method
     length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
-    text = f"{method.name} ({method.training_type}/{method.finetuning_type}), {length}, batch {method.batch_size}, lr {method.learning_rate:g}"
+    text = (f"{method.name} ({method.training_type}/{method.finetuning_type}), {length}, "
+            f"batch {method.batch_size}, lr {method.learning_rate:g}")
     if method.uses_lora:
         lora = method.lora
         text += f", LoRA rank {lora.adapter_dim}, alpha {lora.alpha}, dropout {lora.adapter_dropout:g}"
@@ -58,7 +59,7 @@ def plot_title(plan) -> str:
 
 
 def plot_losses(metrics_jsonl_path: str | Path, png_path: str | Path, title: str | None = None) -> bool:
-    """Train and validation loss against step, as a PNG (titled, when given). False (no error) without matplotlib or data."""
+    """Train and validation loss against step, as a titled PNG. False (no error) without matplotlib or data."""
     try:
         import matplotlib
 

@@ -1,8 +1,9 @@
 """Weights & Biases beside TensorBoard and MLflow: files in the run folder, no network needed.
 
 transformers' integrations do the logging; ftc points each at the run folder first (tensorboard/,
-mlruns/ as MLflow's file store, wandb/). W&B runs offline unless the site's cluster.env says otherwise (WANDB_MODE=online),
-since compute nodes rarely reach the internet; `wandb sync RUN_DIR/wandb/offline-run-*` uploads later.
+mlruns/ as MLflow's file store, wandb/). W&B runs offline unless the site's cluster.env says
+otherwise (WANDB_MODE=online), since compute nodes rarely reach the internet;
+`wandb sync RUN_DIR/wandb/offline-run-*` uploads later.
 The W&B run is started here, before the trainer's callback, so it carries the ftc run id and the
 whole plan as its config, and a requeued job continues the same W&B run.
 """

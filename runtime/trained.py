@@ -52,7 +52,8 @@ def _output_paths(run_dir: Path, outputs: dict) -> dict[str, Path]:
             raise UserError(f"{run_dir / 'outputs.json'}: paths: {str(kind)[:40]!r} is not an output kind ftc writes")
         path = Path(folder).resolve()
         if not path.is_relative_to(run_dir) or not path.is_dir():
-            raise UserError(f"{run_dir / 'outputs.json'}: paths.{kind}: {folder[:200]!r} is not a folder inside the run")
+            where = f"{run_dir / 'outputs.json'}: paths.{kind}"
+            raise UserError(f"{where}: {folder[:200]!r} is not a folder inside the run")
         found[kind] = path
     return found
 
@@ -71,7 +72,8 @@ def find(query: str, root: str | None) -> Trained:
     outputs = records.read_json(run_dir / "outputs.json")
     if outputs is None:
         state = view.state or view.status.get("state") or "unknown"
-        raise UserError(f"run {plan.run_id} has no outputs yet (state {state}); they are written when training completes")
+        raise UserError(f"run {plan.run_id} has no outputs yet (state {state}); "
+                        "they are written when training completes")
     return Trained(plan, run_dir, _output_paths(run_dir, outputs), records.read_json(run_dir / "eval.json"))
 
 

@@ -1,4 +1,4 @@
-"""After training: `ftc generate`, `ftc chat` and `ftc export` on tiny-model runs, and lora_merged at the end of training.
+"""After training: `ftc generate`, `ftc chat` and `ftc export` on tiny-model runs; lora_merged at the end of training.
 
 Three run folders under one output root, found by run id as `ftc status` finds them: a LoRA run trained
 with finetuning_type lora_merged, and two saved without training (an adapter with random weights, so its
@@ -36,10 +36,10 @@ def root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> str:
-    from plan_factory import _yaml
-
     from ftc.compiler.config.schema import Architecture
     from ftc.runtime.tiny import ensure_tiny_model
+
+    from plan_factory import _yaml
 
     path = str(tmp_path_factory.getbasetemp() / "tiny-llama-v1")
     return ensure_tiny_model(path, Architecture.model_validate(_yaml("model", "tiny")["architecture"]))
@@ -115,8 +115,9 @@ def reference_answer(model, tokenizer, prompt: str, chat: bool = False, system: 
 
     if chat:
         messages = [{"role": "system", "content": system}] if system else []
-        ids = tokenizer.apply_chat_template([*messages, {"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            tokenize=True, return_dict=True)["input_ids"]
+        messages = [*messages, {"role": "user", "content": prompt}]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                            return_dict=True)["input_ids"]
     else:
         ids = tokenizer(prompt)["input_ids"]
     return generate(model, tokenizer, [{"prompt_ids": list(ids)}], max_new_tokens=16)[0]
@@ -294,7 +295,8 @@ def test_export_refuses_bad_destinations_and_merges_of_full_models(in_root, adap
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    assert "exists and is not an empty folder" in refused(export_command, ["adapter0001", "--to", str(tmp_path / "full")])
+    full = str(tmp_path / "full")
+    assert "exists and is not an empty folder" in refused(export_command, ["adapter0001", "--to", full])
     assert "--to: '' is not a usable folder name" in refused(export_command, ["adapter0001", "--to", ""])
     assert "is not a usable folder name" in refused(export_command, ["adapter0001", "--to", "a\x1b[31mb"])
     assert "too long" in refused(export_command, ["adapter0001", "--to", str(tmp_path / ("x" * 300))])
@@ -338,4 +340,5 @@ def test_without_the_training_stack_the_commands_say_what_to_install():
     for command in (["generate", "r", "p"], ["chat", "r"], ["export", "r"]):
         result = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=120)
         assert result.returncode == 2
-        assert result.stderr == f"ftc: error: ftc {command[0]} loads the model and needs the training stack: pip install 'ftc[train]'\n"
+        needs = f"ftc {command[0]} loads the model and needs the training stack: pip install 'ftc[train]'"
+        assert result.stderr == f"ftc: error: {needs}\n"

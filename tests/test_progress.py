@@ -64,9 +64,11 @@ def screen_lines(raw: bytes) -> list[str]:
 
 
 def test_progress_text_shows_step_losses_speed_and_eta():
-    text = progress_text({"step": 120, "max_steps": 300, "train_loss": 4.91234, "val_loss": None, "eta_s": 125.2}, 2310.4)
+    status = {"step": 120, "max_steps": 300, "train_loss": 4.91234, "val_loss": None, "eta_s": 125.2}
+    text = progress_text(status, 2310.4)
     assert text == "step 120/300  40% | loss 4.912 | val - | 2,310 tok/s | ETA 2:05"
-    text = progress_text({"step": 3, "max_steps": 3, "train_loss": float("nan"), "val_loss": 1.0, "eta_s": 3725}, 123456.0)
+    status = {"step": 3, "max_steps": 3, "train_loss": float("nan"), "val_loss": 1.0, "eta_s": 3725}
+    text = progress_text(status, 123456.0)
     assert text == "step 3/3 100% | loss - | val 1 | 123.5k tok/s | ETA 1:02:05"
     assert PROGRESS.fullmatch(text)
 

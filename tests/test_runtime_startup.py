@@ -60,7 +60,7 @@ CASES = {
     "deep": (lambda plan: "[" * 100_000 + "]" * 100_000, "plan.json: (the whole file):"),
     "binary": (lambda plan: b"\xff\xfe\x00plan", "plan.json: (the whole file):"),
     "wrong type": (lambda plan: with_field(plan, "job.method.learning_rate", "fast"), "job.method.learning_rate:"),
-    "non-finite": (lambda plan: with_field(plan, "job.method.learning_rate", float("nan")), "job.method.learning_rate:"),
+    "non-finite": (lambda plan: with_field(plan, "job.method.learning_rate", float("nan")), "learning_rate: Input"),
     "missing field": (lambda plan: json.dumps({k: v for k, v in plan.items() if k != "topology"}), "topology:"),
     "unknown field": (lambda plan: with_field(plan, "job.method.surprise", 1), "job.method.surprise:"),
     "control characters": (lambda plan: with_field(plan, "topology.nodes", "\x1b[31mred\x07"), "topology.nodes:"),
