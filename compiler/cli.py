@@ -71,6 +71,33 @@ def _serve(args: list[str]) -> int:
     return serve_command(args)
 
 
+def _after_training(module: str, command: str, args: list[str]) -> int:
+    """generate, chat and export load the model: the training stack is imported only now, and only for them."""
+    from importlib.util import find_spec
+
+    if find_spec("torch") is None:
+        message = f"ftc {command} loads the model and needs the training stack: pip install 'ftc[train]'"
+        raise UserError(message)
+    from importlib import import_module
+
+    return getattr(import_module(f"ftc.runtime.{module}"), f"{command}_command")(args)
+
+
+def _generate(args: list[str]) -> int:
+    '''the trained model's answer to one prompt: ftc generate RUN "PROMPT"'''
+    return _after_training("generate", "generate", args)
+
+
+def _chat(args: list[str]) -> int:
+    """a conversation with the trained model (/reset, /exit): ftc chat RUN"""
+    return _after_training("generate", "chat", args)
+
+
+def _export(args: list[str]) -> int:
+    """the adapter or a merged model, its card and vllm serve line: ftc export RUN [--merge] [--to DIR]"""
+    return _after_training("export", "export", args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "configs": _configs,
     "schema": _schema,
@@ -78,6 +105,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "logs": _logs,
     "cancel": _cancel,
     "serve": _serve,
+    "generate": _generate,
+    "chat": _chat,
+    "export": _export,
 }
 
 HYDRA_ONLY = {  # Hydra flags that have no meaning in ftc, and why

@@ -69,7 +69,8 @@ def mark_complete(checkpoint: Path, state: dict) -> None:
     """Rank 0, after all ranks finished saving `checkpoint`: ftc's state, then the manifest of every file, last."""
     write_json(checkpoint / MARKER, state)
     names = _files(checkpoint)
-    files = [{"path": name, "bytes": size, "sha256": sha} for name, (size, sha) in zip(names, _digests(checkpoint, names))]
+    digests = _digests(checkpoint, names)
+    files = [{"path": name, "bytes": size, "sha256": sha} for name, (size, sha) in zip(names, digests)]
     write_json(checkpoint / MANIFEST, {"version": 1, "files": files})
 
 
@@ -132,7 +133,8 @@ def choose_resume(run_dir: str | Path) -> tuple[Path | None, list[str]]:
     Unfinished saves (no manifest) are deleted, as before; finished ones that fail verification are set
     aside under checkpoints/damaged/ so a later save of the same step starts from an empty folder.
     """
-    notes = [f"discarded {p.name}: the save did not finish ({MANIFEST} is missing)" for p in discard_incomplete(run_dir)]
+    unfinished = discard_incomplete(run_dir)
+    notes = [f"discarded {p.name}: the save did not finish ({MANIFEST} is missing)" for p in unfinished]
     for _, checkpoint in reversed(_numbered(checkpoints_dir(run_dir))):
         problem = verify(checkpoint)
         if problem is None:

@@ -62,28 +62,35 @@ class Console:
         if self.quiet or self.out is sys.stdout:
             return
         if self.live and self.progress:
-            self.out.write(CLEAR + text + "\n" + self.progress)
+            self._write(CLEAR + text + "\n" + self.progress)
         else:
-            self.out.write(text + "\n")
-        self.out.flush()
+            self._write(text + "\n")
 
     def show_progress(self, text: str) -> None:
         """The progress line: redrawn in place when live, else one plain line."""
         if self.quiet:
             return
         if self.out is sys.stdout or not self.live:
-            self.out.write(text + "\n")
+            self._write(text + "\n")
         else:
             self.progress = text
-            self.out.write(CLEAR + text)
-        self.out.flush()
+            self._write(CLEAR + text)
 
     def end_progress(self) -> None:
         """Leave the last progress line on screen and move below it."""
         if self.live and self.progress and not self.quiet:
-            self.out.write("\n")
-            self.out.flush()
+            self._write("\n")
         self.progress = ""
+
+    def _write(self, text: str) -> None:
+        """A closed terminal (the watcher went away) must not stop the run: the log file has every line."""
+        if self.out is None:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (BrokenPipeError, OSError):
+            self.out = None
 
     def _showwarning(self, message, category, filename, lineno, file=None, line=None) -> None:
         """Every warning goes to the log file; ftc's own also to the terminal."""

@@ -62,7 +62,7 @@ def report_to(plan: Plan) -> list[str]:
     wanted = list(plan.job.training.report_to)
     found = []
     for name in wanted:
-        module = "tensorboard" if name == "tensorboard" else "mlflow"
+        module = name  # tensorboard, mlflow, wandb: each imports by its report_to name
         if importlib.util.find_spec(module) is None:
             if distributed.is_main():
                 warnings.warn(f"training.report_to: {name} is not installed on this node; not logging to it", stacklevel=2)

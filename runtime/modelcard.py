@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_atomic
+from ftc.runtime.report import hyperparameters
 
 LIBRARY = {"adapter": "peft", "merged": "transformers", "model": "transformers"}
 
@@ -36,23 +37,14 @@ def serve_command(plan: Plan, kind: str, path: str | Path) -> str:
     return f"vllm serve {shlex.quote(str(path))}"
 
 
-def _hyper(plan: Plan) -> str:
-    method = plan.job.method
-    length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
-    text = f"{method.name} ({method.training_type}/{method.finetuning_type}), {length}, batch {method.batch_size}, lr {method.learning_rate:g}"
-    if method.uses_lora:
-        lora = method.lora
-        text += f", LoRA rank {lora.adapter_dim}, alpha {lora.alpha}, dropout {lora.adapter_dropout:g}"
-    return text
-
-
 def _eval_lines(report: dict | None) -> list[str]:
     before, after = (report or {}).get("before") or {}, (report or {}).get("after") or {}
     lines = []
     for key, value in after.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             old = before.get(key)
-            lines.append(f"- {key}: {old:.4g} → {value:.4g}" if isinstance(old, (int, float)) else f"- {key}: {value:.4g}")
+            change = f"{old:.4g} → {value:.4g}" if isinstance(old, (int, float)) else f"{value:.4g}"
+            lines.append(f"- {key}: {change}")
     return lines
 
 
@@ -60,7 +52,8 @@ def model_card(plan: Plan, kind: str, path: str | Path, report: dict | None = No
     model, data = plan.job.model, plan.dataset
     rows = ", ".join(f"{n} {split}" for split, n in data.rows.items())
     tags = ["ftc", plan.job.method.training_type, plan.job.method.finetuning_type]
-    what = {"adapter": "a LoRA adapter for", "merged": "a LoRA fine-tune, merged into", "model": "a full fine-tune of"}[kind]
+    what = {"adapter": "a LoRA adapter for", "merged": "a LoRA fine-tune, merged into",
+            "model": "a full fine-tune of"}[kind]
     lines = [
         "---",
         f"base_model: {model.path}",
@@ -73,7 +66,7 @@ def model_card(plan: Plan, kind: str, path: str | Path, report: dict | None = No
         "",
         f"This is {what} **{base_name(plan)}** (base weights: `{model.path}`), trained by ftc run `{plan.run_id}`.",
         "",
-        f"- method: {_hyper(plan)}",
+        f"- method: {hyperparameters(plan)}",
         f"- data: {plan.job.data.name} ({data.format}): {rows} rows, sequences up to {plan.max_seq_length} tokens",
         f"- trained on: {plan.model_urn}",
     ]
@@ -94,7 +87,9 @@ def model_card(plan: Plan, kind: str, path: str | Path, report: dict | None = No
     return "\n".join(lines)
 
 
-def write_card(plan: Plan, kind: str, folder: str | Path, report: dict | None = None) -> Path:
+def write_card(plan: Plan, kind: str, folder: str | Path, report: dict | None = None,
+               served_from: str | Path | None = None) -> Path:
+    """README.md in `folder`; its serve line names `served_from` (where the folder will be) or the folder."""
     path = Path(folder) / "README.md"
-    write_atomic(path, model_card(plan, kind, folder, report))
+    write_atomic(path, model_card(plan, kind, served_from or folder, report))
     return path

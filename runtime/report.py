@@ -42,8 +42,24 @@ def read_losses(metrics_jsonl_path: str | Path) -> tuple[list[tuple[int, float]]
     return train, val
 
 
-def plot_losses(metrics_jsonl_path: str | Path, png_path: str | Path) -> bool:
-    """Train and validation loss against step, as a PNG. False (no error) without matplotlib or data."""
+def hyperparameters(plan) -> str:
+    """The settings that tell two runs' curves apart: method, length, batch, learning rate, LoRA shape."""
+    method = plan.job.method
+    length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
+    text = (f"{method.name} ({method.training_type}/{method.finetuning_type}), {length}, "
+            f"batch {method.batch_size}, lr {method.learning_rate:g}")
+    if method.uses_lora:
+        lora = method.lora
+        text += f", LoRA rank {lora.adapter_dim}, alpha {lora.alpha}, dropout {lora.adapter_dropout:g}"
+    return text
+
+
+def plot_title(plan) -> str:
+    return f"{plan.output_name}\n{hyperparameters(plan)}"
+
+
+def plot_losses(metrics_jsonl_path: str | Path, png_path: str | Path, title: str | None = None) -> bool:
+    """Train and validation loss against step, as a titled PNG. False (no error) without matplotlib or data."""
     try:
         import matplotlib
 
@@ -60,6 +76,8 @@ def plot_losses(metrics_jsonl_path: str | Path, png_path: str | Path) -> bool:
             axes.plot(*zip(*train), label="train loss", linewidth=1.2)
         if val:
             axes.plot(*zip(*val), label="validation loss", marker="o", linewidth=1.5)
+        if title:
+            axes.set_title(title, fontsize=9)
         axes.set_xlabel("step")
         axes.set_ylabel("loss")
         axes.grid(alpha=0.3)
@@ -68,7 +86,7 @@ def plot_losses(metrics_jsonl_path: str | Path, png_path: str | Path) -> bool:
         png_path = Path(png_path)
         png_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-        figure.savefig(tmp)
+        figure.savefig(tmp, metadata={"Title": title} if title else None)
         tmp.replace(png_path)
     finally:
         plt.close(figure)

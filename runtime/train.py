@@ -16,12 +16,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_json
-from ftc.runtime import checkpoints, distributed
+from ftc.runtime import checkpoints, distributed, trackers
 from ftc.runtime.callbacks import (
     CheckpointMarker,
     EarlyStopping,
@@ -32,6 +30,7 @@ from ftc.runtime.callbacks import (
 )
 from ftc.runtime.console import CONSOLE
 from ftc.runtime.guard import FiniteGuard
+from ftc.runtime.planfile import load_plan, printable
 from ftc.runtime.progress import ProgressLine
 
 EVAL_BEFORE = "eval_before.json"
@@ -41,57 +40,6 @@ def log(message: str) -> None:
     """A line for the terminal (rank 0), and the log file."""
     if distributed.is_main():
         CONSOLE.say(f"[ftc] {message}")
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    """One line of plain text: control characters escaped, long values cut."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _field(loc: tuple, data) -> str:
-    """The dotted field a pydantic error is about, without the tags it inserts for a union (job.method.lora.x)."""
-    parts, node = [], data
-    for index, part in enumerate(loc):
-        following = loc[index + 1] if index + 1 < len(loc) else None
-        if isinstance(node, dict) and following is not None:
-            child = node.get(part)
-            in_child = isinstance(child, dict) and following in child
-            if part not in node or (following in node and not in_child):
-                continue  # a union's tag, not a key of the file
-        parts.append(str(part))
-        node = node.get(part) if isinstance(node, dict) else None
-    return ".".join(parts) or "(the whole file)"
-
-
-def _first_problem(exc: ValidationError, text: bytes) -> str:
-    error = exc.errors(include_url=False)[0]
-    try:
-        data = json.loads(text) if error["loc"] else None
-    except (ValueError, RecursionError):
-        data = None
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return f"{_printable(_field(error['loc'], data), 120)}: {_printable(error['msg'])}{more}; recompile the run"
-
-
-def load_plan(run_dir: str) -> Plan:
-    """The plan the compiler wrote for this folder; the runtime reads nothing else."""
-    path = Path(run_dir) / "plan.json"
-    try:
-        text = path.read_bytes()
-        plan = Plan.model_validate_json(text)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no plan here; compile one with python -m ftc ... dry_run=true") from None
-    except (IsADirectoryError, PermissionError) as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
-    except ValidationError as exc:
-        raise UserError(f"{path}: {_first_problem(exc, text)}") from None
-    if Path(plan.run_dir).resolve() != Path(run_dir).resolve():
-        raise UserError(
-            f"{path}: run_dir: the plan belongs to {_printable(plan.run_dir)}, not this folder; "
-            "a moved run folder would split its files: recompile it here"
-        )
-    return plan
 
 
 def clear_stale_requests(run_dir: str, started: float) -> None:
@@ -265,8 +213,10 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     run_dir = plan.run_dir
     set_seed(plan.job.training.seed)
     train_ds, val_ds = load_data(plan)
+    trackers.prepare(plan)
     args = methods.build_args(plan)
     args.logging_nan_inf_filter = False  # a NaN step must be logged as NaN, for the FiniteGuard to see it
+    args.run_name = args.run_name or plan.run_id  # MLflow's run name (transformers reads it from here)
     model, tokenizer = load_model(plan, model_path(plan))
     chat_loss_mask(args, tokenizer, plan)
 
@@ -291,6 +241,7 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     callbacks = [metrics, progress, guard, early, stop, marker, before]
     trainer = methods.build_trainer(plan, args, model, tokenizer, train_ds, val_ds, callbacks)
     quiet_trainer(trainer)
+    trackers.start(plan, list(args.report_to))
     print(f"[ftc] trainer {methods.describe(plan, args)}", flush=True)  # the log file
     log(f"training on {len(train_ds)} rows, validating on {len(val_ds)}")
     return Run(trainer, tokenizer, evaluation, stop, marker, guard, resume)
@@ -301,6 +252,7 @@ def train(plan: Plan, status: RunStatus) -> int:
     status.write()
     trainer = run.trainer
     trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+    trackers.finish(list(trainer.args.report_to))
     if run.guard.reason:
         return failed(status, run.guard.reason)
     if not run.stop.stopped:
@@ -330,7 +282,7 @@ def finish(plan: Plan, status: RunStatus, trainer, tokenizer, evaluation: Evalua
     """After training: evaluate, save the deliverables, plot, summarise."""
     from ftc.runtime.guard import weights_problem
     from ftc.runtime.outputs import save_outputs
-    from ftc.runtime.report import format_summary, plot_losses
+    from ftc.runtime.report import format_summary, plot_losses, plot_title
 
     problem = weights_problem(trainer.model)
     if problem:
@@ -344,7 +296,7 @@ def finish(plan: Plan, status: RunStatus, trainer, tokenizer, evaluation: Evalua
     outputs = save_outputs(trainer.model, tokenizer, plan, trainer, report)
     if distributed.is_main():
         write_json(run_dir / "eval.json", report)
-        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", plot_title(plan))
         status.update(state="completed", phase=None, percent=100.0, eta_s=0.0, output=outputs.get("paths"))
         status.write()
         CONSOLE.say(format_summary(status.data, report, outputs))
@@ -366,7 +318,7 @@ def report_failure(exc: BaseException) -> None:
     traceback.print_exc()
     CONSOLE.end_progress()
     where = f" (traceback in {CONSOLE.log_path})" if CONSOLE.log_path else ""
-    message = _printable(f"{type(exc).__name__}: {exc}", 400)
+    message = printable(f"{type(exc).__name__}: {exc}", 400)
     if distributed.is_main() or CONSOLE.log_path is None:
         CONSOLE.say(f"[ftc] error: {message}{where}")
 

@@ -20,10 +20,11 @@ pytest.importorskip("trl")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from test_resume import assert_same_weights, wait_for
+
 from ftc.runtime import checkpoints
 
 from plan_factory import final_weights, kill_group, log_tail, make_run, read_status, run_runtime, start_runtime
-from test_resume import assert_same_weights, wait_for
 
 OVERRIDES = {
     "method": {"max_steps": 24, "learning_rate": 3e-3},

@@ -363,3 +363,30 @@ def test_report(tmp_path):
     assert "default/tiny-llama-demo-lora@r1" in text and "/runs/r1/output/adapter" in text and "warning: forgetting" in text
     assert len(text.splitlines()) <= 8
     assert report.format_summary(None, None, None)
+
+
+def test_loss_plot_is_titled_with_the_output_name_and_hyperparameters(tmp_path):
+    from matplotlib.image import imread
+    from PIL import Image
+
+    from plan_factory import make_plan
+
+    plan = make_plan(tmp_path / "r1", "lora", {"method": {"max_steps": 7, "learning_rate": 3e-4}})
+    title = report.plot_title(plan)
+    assert title == ("default/tiny-llama-demo-lora@r1\n"
+                     "lora (sft/lora), max_steps 7, batch 2, lr 0.0003, LoRA rank 8, alpha 16, dropout 0.1")
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "train_loss": 3.0 - 0.1 * s}) + "\n" for s in range(1, 6)))
+    assert report.plot_losses(metrics, tmp_path / "titled.png", title)
+    assert report.plot_losses(metrics, tmp_path / "plain.png")
+    assert Image.open(tmp_path / "titled.png").text["Title"] == title
+    assert "Title" not in Image.open(tmp_path / "plain.png").text
+
+    def frame_top(image) -> int:  # the first row that is mostly dark: the axes' top edge
+        dark = image[:, :, :3].min(axis=2) < 0.5
+        return int(next(row for row in range(dark.shape[0]) if dark[row].mean() > 0.5))
+
+    titled, plain = imread(tmp_path / "titled.png"), imread(tmp_path / "plain.png")
+    assert frame_top(titled) > frame_top(plain) + 20  # room made for two lines of title...
+    middle = titled[: frame_top(titled), titled.shape[1] // 4 : 3 * titled.shape[1] // 4, :3]
+    assert (middle.min(axis=2) < 0.5).sum() > 200  # ...and text in it

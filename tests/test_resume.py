@@ -54,7 +54,8 @@ def reached_step(run_dir: Path, step: int):
 
 
 def checkpoint_done(run_dir: Path, step: int):
-    return lambda: (run_dir / "checkpoints" / f"checkpoint-{step}" / checkpoints.MARKER).exists()
+    """The manifest, written last, makes a checkpoint complete."""
+    return lambda: checkpoints.is_complete(run_dir / "checkpoints" / f"checkpoint-{step}")
 
 
 def assert_same_weights(a: dict, b: dict) -> None:

@@ -27,7 +27,7 @@ def plan_json(tmp_path) -> dict:
 
 
 def load(run_dir: Path) -> str:
-    from ftc.runtime.train import load_plan
+    from ftc.runtime.planfile import load_plan
 
     with pytest.raises(UserError) as caught:
         load_plan(str(run_dir))
@@ -60,7 +60,7 @@ CASES = {
     "deep": (lambda plan: "[" * 100_000 + "]" * 100_000, "plan.json: (the whole file):"),
     "binary": (lambda plan: b"\xff\xfe\x00plan", "plan.json: (the whole file):"),
     "wrong type": (lambda plan: with_field(plan, "job.method.learning_rate", "fast"), "job.method.learning_rate:"),
-    "non-finite": (lambda plan: with_field(plan, "job.method.learning_rate", float("nan")), "job.method.learning_rate:"),
+    "non-finite": (lambda plan: with_field(plan, "job.method.learning_rate", float("nan")), "learning_rate: Input"),
     "missing field": (lambda plan: json.dumps({k: v for k, v in plan.items() if k != "topology"}), "topology:"),
     "unknown field": (lambda plan: with_field(plan, "job.method.surprise", 1), "job.method.surprise:"),
     "control characters": (lambda plan: with_field(plan, "topology.nodes", "\x1b[31mred\x07"), "topology.nodes:"),
@@ -91,7 +91,7 @@ def test_a_plan_of_another_folder_is_refused(tmp_path, plan_json, elsewhere):
 
 
 def test_the_same_folder_by_another_path_is_accepted(tmp_path, plan_json):
-    from ftc.runtime.train import load_plan
+    from ftc.runtime.planfile import load_plan
 
     (tmp_path / "link").symlink_to(tmp_path / "run")
     assert load_plan(str(tmp_path / "link")).run_id == "run"

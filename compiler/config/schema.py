@@ -327,7 +327,9 @@ class Training(Strict):
     save_steps: int = Field(50, ge=1, le=MAX_COUNT, description="checkpoint every this many optimizer steps")
     logging_steps: int = Field(1, ge=1, le=MAX_COUNT)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
-    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="trackers, each writing into the run folder (tensorboard/, mlruns/, wandb/: offline)"
+    )
 
 
 class GeneralEval(Strict):
