@@ -60,16 +60,13 @@ def clear_stale_requests(run_dir: str, started: float) -> None:
 
 
 def model_path(plan: Plan) -> str:
-    """The weights folder; rank 0 builds the tiny model first while the others wait."""
-    model = plan.job.model
-    if model.source != "tiny":
-        return model.path
-    from ftc.runtime.tiny import ensure_tiny_model
+    """The weights folder; rank 0 builds a cached model (tiny, smollm2) first while the others wait."""
+    from ftc.runtime.models import ensure_model
 
     if distributed.is_main():
-        ensure_tiny_model(model.path, model.architecture)
+        ensure_model(plan.job.model)
     distributed.barrier()
-    return ensure_tiny_model(model.path, model.architecture)
+    return ensure_model(plan.job.model)
 
 
 def load_model(plan: Plan, path: str):

