@@ -132,7 +132,8 @@ def build_args(plan: Plan):
         if plan.job.data.packing:
             kwargs.update(padding_free=True)
     elif method.name == "dpo":
-        kwargs.update(max_length=plan.max_seq_length, beta=method.beta)
+        # TRL zeroes every dropout for DPO by default; ftc keeps what method.lora.adapter_dropout says.
+        kwargs.update(max_length=plan.max_seq_length, beta=method.beta, disable_dropout=False)
     elif method.name == "grpo":
         ng = method.num_generations
         global_micro = plan.topology.micro_batch_size * plan.topology.world_size
@@ -180,9 +181,13 @@ def build_trainer(plan: Plan, args, model, tokenizer, train_ds, val_ds, callback
     """
     import trl
 
+    from ftc.runtime.chat import prepare, uses_chat_template
+
     method = plan.job.method
     if method.name == "grpo" and len(val_ds) > plan.job.eval.max_rows:
         val_ds = val_ds.select(range(plan.job.eval.max_rows))
+    chat = uses_chat_template(plan, tokenizer)
+    train_ds, val_ds = (prepare(ds, tokenizer, method.name, chat) for ds in (train_ds, val_ds))
     common = {
         "model": model,
         "args": args,

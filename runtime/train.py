@@ -119,12 +119,13 @@ class Evaluation:
     def run(self, model, tokenizer) -> dict | None:
         import torch
 
-        from ftc.runtime.evaluate import evaluate_model
+        from ftc.runtime.evaluate import eval_options, evaluate_model
 
         if not (self._all_ranks() or distributed.is_main()):
             distributed.barrier()
             return None
         kwargs = {"max_new_tokens": self.new_tokens, "max_length": self.plan.max_seq_length}
+        kwargs.update(eval_options(self.plan, tokenizer))
         devices = [torch.cuda.current_device()] if distributed.has_gpu() else []
         with torch.random.fork_rng(devices=devices):
             result = {"task": evaluate_model(model, tokenizer, self.rows, self.plan.dataset.format, len(self.rows), **kwargs)}
@@ -155,17 +156,6 @@ class Evaluation:
         )
 
 
-def chat_loss_mask(args, tokenizer, plan: Plan) -> None:
-    """Chat rows train on the assistant turns when the template marks them."""
-    from trl.chat_template_utils import has_generation_markers
-
-    if plan.dataset.format == "chat" and hasattr(args, "assistant_only_loss"):
-        template = tokenizer.chat_template or ""
-        args.assistant_only_loss = bool(template) and has_generation_markers(template)
-        if not args.assistant_only_loss:
-            log("warning: the chat template has no {% generation %} markers; the loss covers whole conversations")
-
-
 @dataclass
 class Run:
     """A trainer ready to start, and the pieces the flow consults after it returns."""
@@ -189,7 +179,6 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     train_ds, val_ds = load_data(plan)
     args = methods.build_args(plan)
     model, tokenizer = load_model(plan, model_path(plan))
-    chat_loss_mask(args, tokenizer, plan)
 
     if distributed.is_main():
         checkpoints.discard_incomplete(run_dir)

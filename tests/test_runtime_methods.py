@@ -59,9 +59,14 @@ def mean(values) -> float:
 # ---------------------------------------------------------------- no training
 
 
-def test_exact_match_reward_reads_the_answer_column():
-    got = rewards.exact_match(completions=[" d e j c", "d e j c\nmore", "c j e d", [{"content": "D E J C"}]], answer=["d e j c"] * 4)
-    assert got == [1.0, 1.0, 0.0, 1.0]
+def test_exact_match_reward_reads_the_answer_column_case_exact():
+    completions = [" d e j c", "d e j c\nmore", "c j e d", [{"content": "D E J C"}], "d  e j c"]
+    assert rewards.exact_match(completions=completions, answer=["d e j c"] * 5) == [1.0, 1.0, 0.0, 0.0, 0.0]
+    # The demo's rejected answer (lower case) earns nothing against its chosen one.
+    assert rewards.exact_match(completions=[" h b d", " H B D"], answer=["H B D"] * 2) == [0.0, 1.0]
+    normalized = rewards.build_rewards(rewards.Reward(kind="exact_match", normalize=True))[0]
+    assert normalized(completions=completions, answer=["d e j c"] * 5) == [1.0, 1.0, 0.0, 1.0, 1.0]
+    assert rewards.build_rewards(rewards.Reward(kind="exact_match"))[0] is rewards.exact_match
 
 
 def test_regex_and_function_rewards():
@@ -106,6 +111,13 @@ def test_grpo_generation_batch_is_whole_groups(tmp_path, tiny):
     args = build_args(plan)
     assert args.generation_batch_size % 4 == 0 and args.generation_batch_size % 2 == 0
     assert args.use_vllm is False and args.max_completion_length == 32
+
+
+def test_dpo_keeps_the_configured_adapter_dropout(tmp_path, tiny):
+    from ftc.runtime.methods import build_args
+
+    plan = make_plan(tmp_path / "run", "dpo", {"method": {"lora": {"adapter_dropout": 0.1}}}, model_path=tiny)
+    assert build_args(plan).disable_dropout is False
 
 
 # ---------------------------------------------------------------- training

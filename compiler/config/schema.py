@@ -101,6 +101,9 @@ class DataConfig(Strict):
     format: Literal["auto", "prompt_completion", "chat", "preference", "prompt_answer"] = "auto"
     max_seq_length: int | Auto = "auto"
     packing: bool = False
+    chat_template: Literal["auto", "none"] = Field(
+        "auto", description="auto: an instruct model's chat template formats prompt/completion rows (loss on the answer)"
+    )
     replay: Replay = Field(default_factory=Replay)
 
     @field_validator("name")
@@ -234,6 +237,7 @@ class GeneralEval(Strict):
 class EvalConfig(Strict):
     before: bool = True
     max_rows: int = Field(200, ge=1)
+    normalize_answers: bool = Field(False, description="exact match and F1 ignore case, punctuation and spacing")
     general: GeneralEval = Field(default_factory=GeneralEval)
 
 
