@@ -125,6 +125,8 @@ def build_args(plan: Plan):
     """The TRL config; built before the model so ZeRO-3 can partition the model as it loads."""
     import trl
 
+    from ftc.compiler.planning.memory import plan_gathers_for_generation
+
     method = plan.job.method
     kwargs = common_args(plan)
     if method.name in ("lora", "sft"):
@@ -145,6 +147,8 @@ def build_args(plan: Plan):
             per_device_eval_batch_size=ng,
             use_vllm=False,
             log_completions=False,
+            # Under ZeRO-3: gather the whole model for generation only where the planner counted it.
+            ds3_gather_for_generation=plan_gathers_for_generation(plan),
         )
     return getattr(trl, CONFIGS[method.name])(**kwargs)
 
@@ -200,9 +204,13 @@ def build_trainer(plan: Plan, args, model, tokenizer, train_ds, val_ds, callback
     if method.name == "dpo":
         common["ref_model"] = reference_model(plan, model)
     if method.name == "grpo":
+        from ftc.runtime.reward_watch import ZeroRewardWarning
         from ftc.runtime.rewards import build_rewards
 
         common["reward_funcs"] = build_rewards(method.reward)
+        # The run's status (held by ftc's callbacks) also carries the warning.
+        status = next((c.status for c in callbacks if hasattr(c, "status") and hasattr(c.status, "data")), None)
+        common["callbacks"] = [*callbacks, ZeroRewardWarning(status)]
     return getattr(trl, TRAINERS[method.name])(**common)
 
 

@@ -213,6 +213,21 @@ def zero3_gather_bytes(arch: Architecture, precision: Precision = BF16, tensor_p
     return largest * precision.weight / tensor_parallel
 
 
+GENERATION_GATHER = "zero-3 generation: whole model gathered"
+
+
+def gathers_for_generation(arch: Architecture, gpu: Gpu, precision: Precision) -> bool:
+    """TRL's ds3_gather_for_generation for GRPO under ZeRO-3: gather the whole model once per
+    generation (fast) when its weights take at most half a GPU, else generate layer by layer as a
+    ZeRO-3 forward does (every token re-gathers every layer: slow, but a 70B model fits)."""
+    return arch.parameters * precision.weight <= gpu.memory_gib * GIB / 2
+
+
+def plan_gathers_for_generation(plan) -> bool:
+    """What the runtime sets ds3_gather_for_generation to: whether the plan counted the whole-model gather."""
+    return plan.memory is not None and any(item.name == GENERATION_GATHER for item in plan.memory.items)
+
+
 class MemoryModel:
     """Everything that does not depend on the layout, computed once; `items` is then a few
     multiplications, so the solver can afford to try every candidate layout."""
@@ -233,6 +248,8 @@ class MemoryModel:
         # batch_size / data-parallel ranks of them per GPU, and trains on them micro batch by micro batch.
         self._sequences_per_sample = 2 if name == "dpo" else 1
         self._generated = method.batch_size if name == "grpo" else 0
+        whole = self._generated and gathers_for_generation(arch, self.gpu, self.precision)
+        self._generation_gather = arch.parameters * self.precision.weight if whole else 0
         self._overhead = CPU_OVERHEAD_BYTES if self.gpu.key == "cpu" else GPU_OVERHEAD_BYTES
 
     def items(self, zero_stage: int, data_parallel: int, tensor_parallel: int, micro_batch: int, checkpointing: bool) -> list[tuple[str, float]]:
@@ -246,6 +263,8 @@ class MemoryModel:
             out.append(("reference model", state.reference))
         if zero_stage == 3 and data_parallel > 1:
             out.append(("zero-3 gathered layers", self._gather / t))
+            if self._generation_gather:
+                out.append((GENERATION_GATHER, self._generation_gather / t))
         working = [("activations", act), ("logits", self._logits_per_seq * sequences / t)]
         if self._generated:
             generating = -(-self._generated // data_parallel)
