@@ -219,3 +219,15 @@ def test_early_stopping_with_patience_one_and_a_huge_min_delta(tmp_path, tiny):
     assert status["state"] == "completed" and status["early_stopped"] is True
     assert status["step"] == 4 and status["best_step"] == 2 and status["checks_without_improvement"] == 1
     assert (run / "outputs.json").exists()
+
+
+@pytest.mark.train
+def test_grpo_that_never_earns_a_reward_says_so(tmp_path, tiny):
+    """The random tiny model never writes the demo's upper-case answer: reward 0, a warning in log and status."""
+    run = tmp_path / "grpo-zero"
+    overrides = {"method": {"max_steps": 5, "max_completion_length": 4, "num_generations": 4},
+                 "training": {"eval_steps": 5, "save_steps": 5}, "eval": {"max_rows": 4, "before": False}}
+    status = train(run, "grpo", overrides, tiny, micro_batch_size=4)
+    assert [m["reward"] for m in read_metrics(run) if m.get("reward") is not None] == [0.0] * 5
+    assert status["state"] == "completed" and "reward 0 for 5 steps" in status["warnings"][0]
+    assert "warning: GRPO reward 0 for 5 steps" in log_tail(run, 400)
