@@ -183,20 +183,24 @@ def _stacked(arch: Architecture, layer_per_token: float, tokens: int, precision:
 
 
 # TRL (>= 1.16, the floor) scores tokens through its fused LM head, trl.kernels.chunked_logprob:
-# logits exist one tile at a time, TOKEN_TILE tokens by VOCAB_TILE vocabulary entries.
+# logits exist one tile at a time, TOKEN_TILE tokens by VOCAB_TILE vocabulary entries. On a GPU its
+# Triton kernel folds the tile in place; on a CPU worker the torch fallback keeps fp32 temporaries
+# (the upcast, the shifted logits, exp, masks, products) of about 8.3 tiles at its peak, measured
+# in tests/test_memory_real.py.
 TOKEN_TILE, VOCAB_TILE = 4096, 32768
+TILE_COPIES = {"gpu": 1, "cpu": 9}
 
 
 def logits_bytes(
     arch: Architecture, seq_len: int, sequences: int, tensor_parallel: int = 1, precision: Precision = BF16,
-    trains_head: bool = False,
+    trains_head: bool = False, device: str = "gpu",
 ) -> float:
-    """The loss's peak, in backward: one p-byte tile of logits (min(tokens, 4096) x min(V, 32768)),
+    """The loss's peak: a p-byte tile of logits (min(tokens, 4096) x min(V, 32768); 9 of them on CPU),
     the fp32 gradient of the hidden states it accumulates (4·s·b·h), seven fp32 running statistics a
     token, and the head's fp32 weight gradient when the head trains. Without the fused head
     (transformers' own loss) it was 12·s·b·V: fp32 log-probabilities plus two dense fp32 gradients."""
     tokens = seq_len * sequences
-    tile = min(tokens, TOKEN_TILE) * min(arch.vocab_size, VOCAB_TILE) * precision.activation
+    tile = min(tokens, TOKEN_TILE) * min(arch.vocab_size, VOCAB_TILE) * precision.activation * TILE_COPIES[device]
     head = 4 * arch.vocab_size * arch.hidden_size if trains_head else 0
     return (tile + 4 * tokens * arch.hidden_size + 7 * 4 * tokens + head) / tensor_parallel
 
@@ -290,7 +294,8 @@ class MemoryModel:
             out.append(("zero-3 gathered layers", self._gather / t))
             if self._generation_gather:
                 out.append((GENERATION_GATHER, self._generation_gather / t))
-        logits = logits_bytes(arch, self.seq_len, sequences, t, p, self._trains_head)
+        device = "cpu" if self.gpu.key == "cpu" else "gpu"
+        logits = logits_bytes(arch, self.seq_len, sequences, t, p, self._trains_head, device)
         working = [("activations", act), ("logits", logits)]
         if self._packed_mask:
             working.append(("packed attention mask", packed_mask_bytes(self.seq_len, micro_batch)))
