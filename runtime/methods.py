@@ -72,6 +72,7 @@ def report_to(plan: Plan) -> list[str]:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(plan.run_dir) / "tensorboard"))
     if "mlflow" in found:
         os.environ.setdefault("MLFLOW_TRACKING_URI", (Path(plan.run_dir) / "mlruns").as_uri())
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3.x refuses a file store without it
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", plan.job.name)
         os.environ.setdefault("MLFLOW_RUN_NAME", plan.run_id)
     return found or ["none"]
