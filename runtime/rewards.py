@@ -48,6 +48,13 @@ def normalized_exact_match(prompts=None, completions=(), answer=None, **kwargs) 
     return exact_match(prompts, completions, answer, normalize=True)
 
 
+def capital_letter(prompts=None, completions=(), **kwargs) -> list[float]:
+    """1 for a completion holding one of the demo's upper-case letters A-J: a first step of the demo task
+    that a random-init model meets by chance a quarter of the time, so GRPO has something to reinforce
+    (the exact answer it never meets, and a reward that is always 0 teaches nothing)."""
+    return [1.0 if re.search("[A-J]", text_of(c)) else 0.0 for c in completions]
+
+
 def regex_reward(pattern: str) -> RewardFunc:
     compiled = re.compile(pattern)
 

@@ -231,3 +231,19 @@ def test_grpo_that_never_earns_a_reward_says_so(tmp_path, tiny):
     assert [m["reward"] for m in read_metrics(run) if m.get("reward") is not None] == [0.0] * 5
     assert status["state"] == "completed" and "reward 0 for 5 steps" in status["warnings"][0]
     assert "warning: GRPO reward 0 for 5 steps" in log_tail(run, 400)
+
+
+@pytest.mark.train
+def test_the_tiny_grpo_recipe_learns_its_reward(tmp_path, tiny):
+    """conf/recipe/tiny-grpo.yaml, as `method=grpo model=tiny` composes it: the mean reward rises."""
+    import yaml
+
+    from plan_factory import CONF
+
+    recipe = yaml.safe_load((CONF / "recipe" / "tiny-grpo.yaml").read_text())
+    run = tmp_path / "grpo-recipe"
+    overrides = _merge(recipe, {"training": {"eval_steps": 20, "save_steps": 20}, "eval": {"max_rows": 4, "before": False}})
+    status = train(run, "grpo", overrides, tiny, micro_batch_size=8)
+    reward = [m["reward"] for m in read_metrics(run) if m["train_loss"] is not None]
+    assert len(reward) == 20 and mean(reward[-5:]) > mean(reward[:5]) + 0.4
+    assert "warnings" not in status
