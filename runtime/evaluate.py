@@ -62,8 +62,17 @@ def load_eval_rows(path: str | Path, max_rows: int | None = None) -> list[dict]:
     return rows
 
 
-def exact_match(prediction: str, reference: str) -> float:
-    return float(prediction.strip().casefold() == reference.strip().casefold())
+def normalise(text: str) -> str:
+    """Case folded, whitespace runs made one space: what eval.normalize_answers compares."""
+    return " ".join(text.split()).casefold()
+
+
+def exact_match(prediction: str, reference: str, normalize: bool = False) -> float:
+    """Equal texts, outer whitespace aside (a completion starts after the prompt's space); case and inner
+    whitespace count unless `normalize`."""
+    if normalize:
+        return float(normalise(prediction) == normalise(reference))
+    return float(prediction.strip() == reference.strip())
 
 
 def _squad_tokens(text: str) -> list[str]:
@@ -71,9 +80,10 @@ def _squad_tokens(text: str) -> list[str]:
     return re.sub(r"\b(a|an|the)\b", " ", text).split()
 
 
-def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD's token F1: overlap of normalised word bags."""
-    pred, ref = _squad_tokens(prediction), _squad_tokens(reference)
+def token_f1(prediction: str, reference: str, normalize: bool = False) -> float:
+    """Overlap of word bags: exact words, or SQuAD's normalised ones (lower case, no punctuation or articles)."""
+    words = _squad_tokens if normalize else str.split
+    pred, ref = words(prediction), words(reference)
     if not pred or not ref:
         return float(pred == ref)
     common = sum((Counter(pred) & Counter(ref)).values())
@@ -109,27 +119,49 @@ def _ids(tokenizer, value, **kwargs) -> list[int]:
     return list(tokenizer(value)["input_ids"])
 
 
-def encode(tokenizer, row: dict, data_format: str, max_length: int | None = None) -> dict:
-    """Token ids of one row: the prompt as generated from, and prompt+completion with the completion start."""
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def encode(
+    tokenizer, row: dict, data_format: str, max_length: int | None = None, *, chat: bool = False, answer: str | None = None
+) -> dict:
+    """Token ids of one row: the prompt as generated from, and prompt+completion with the completion's [start, end).
+
+    `chat` puts text prompts in the model's chat format, as training does (runtime/chat.py); `answer`
+    names another column to score as the completion (a preference row's "rejected").
+    """
+    from ftc.runtime.chat import TemplateError, last_turn_start
+
     prompt, completion, reference = _split(row, data_format)
+    if answer is not None:
+        completion = row[answer]
+    if chat and isinstance(prompt, str):
+        prompt, completion = [{"role": "user", "content": prompt}], _text(completion).strip()
     if isinstance(prompt, list):
         if isinstance(completion, str):
             completion = [{"role": "assistant", "content": completion}]
         prompt_ids = _ids(tokenizer, prompt, add_generation_prompt=True)
-        full_ids = _ids(tokenizer, prompt + completion)
+        try:
+            turn = last_turn_start(tokenizer, prompt + completion)
+            full_ids, start, end = turn["input_ids"], turn["start"], turn["end"]
+        except TemplateError:
+            full_ids = _ids(tokenizer, prompt + completion)
+            start, end = _common_prefix(prompt_ids, full_ids), len(full_ids)
     else:
         text = _text(completion)
         eos = tokenizer.eos_token or ""
         prompt_ids = _ids(tokenizer, prompt)
         full_ids = _ids(tokenizer, prompt + text + ("" if text.endswith(eos) else eos))
-    start = 0
-    while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
-        start += 1
+        start, end = _common_prefix(prompt_ids, full_ids), len(full_ids)
     if max_length and len(full_ids) > max_length:
         cut = len(full_ids) - max_length
-        full_ids, start = full_ids[cut:], max(0, start - cut)
+        full_ids, start, end = full_ids[cut:], max(0, start - cut), max(0, end - cut)
         prompt_ids = prompt_ids[-max_length:]
-    return {"prompt_ids": prompt_ids, "input_ids": full_ids, "start": start, "reference": reference}
+    return {"prompt_ids": prompt_ids, "input_ids": full_ids, "start": start, "end": end, "reference": reference}
 
 
 def _device(model) -> torch.device:
@@ -147,11 +179,17 @@ def _pad_id(tokenizer) -> int:
     return next((v for v in (tokenizer.pad_token_id, tokenizer.eos_token_id) if v is not None), 0)
 
 
-@torch.no_grad()
 def completion_loss(model, tokenizer, encoded: list[dict], batch_size: int = 8) -> tuple[float, int]:
     """Summed negative log-likelihood of the completion tokens, and their count."""
+    rows = row_nll(model, tokenizer, encoded, batch_size)
+    return sum(n for n, _ in rows), sum(c for _, c in rows)
+
+
+@torch.no_grad()
+def row_nll(model, tokenizer, encoded: list[dict], batch_size: int = 8) -> list[tuple[float, int]]:
+    """Per row: summed negative log-likelihood of its completion tokens, and their count."""
     device, pad = _device(model), _pad_id(tokenizer)
-    total, count = 0.0, 0
+    out: list[tuple[float, int]] = []
     for i in range(0, len(encoded), batch_size):
         batch = encoded[i : i + batch_size]
         width = max(len(e["input_ids"]) for e in batch)
@@ -162,14 +200,15 @@ def completion_loss(model, tokenizer, encoded: list[dict], batch_size: int = 8) 
             n = len(e["input_ids"])
             ids[row, :n] = torch.tensor(e["input_ids"])
             mask[row, :n] = 1
-            labels[row, e["start"] : n] = ids[row, e["start"] : n]
+            end = min(n, e.get("end", n))
+            labels[row, e["start"] : end] = ids[row, e["start"] : end]
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
         shifted = labels[:, 1:].to(logits.device)
-        total += torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100, reduction="sum"
-        ).item()
-        count += int((shifted != -100).sum())
-    return total, count
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=-100, reduction="none"
+        ).sum(dim=1)
+        out += list(zip(nll.tolist(), (shifted != -100).sum(dim=1).tolist()))
+    return out
 
 
 @torch.no_grad()
@@ -211,21 +250,27 @@ def evaluate_model(
     *,
     batch_size: int = 8,
     max_length: int | None = None,
+    chat: bool = False,
+    normalize: bool = False,
 ) -> dict:
     """Loss/perplexity on completions of the first `max_rows` rows, and exact match / F1 where rows have answers.
 
-    `data_format` may be "auto" (read from the first row). The model's train/eval mode is restored.
+    `data_format` may be "auto" (read from the first row). Preference rows also get preference
+    accuracy (the chosen answer more likely than the rejected one) and the mean log-likelihood margin
+    log p(chosen) - log p(rejected): DPO's implicit reward margin is beta times its rise over training.
+    The model's train/eval mode is restored.
     """
     rows = list(rows)[:max_rows]
     if not rows:
         return {"rows": 0}
     if data_format == "auto":
         data_format = row_format(rows[0])
-    encoded = [encode(tokenizer, row, data_format, max_length) for row in rows]
+    encoded = [encode(tokenizer, row, data_format, max_length, chat=chat) for row in rows]
     was_training = model.training
     model.eval()
     try:
         nll, tokens = completion_loss(model, tokenizer, encoded, batch_size)
+        preference = _preference(model, tokenizer, rows, encoded, max_length, chat, batch_size) if data_format == "preference" else {}
         answered = [e for e in encoded if e["reference"] is not None]
         predictions = generate(model, tokenizer, answered, max_new_tokens, batch_size) if answered else []
     finally:
@@ -237,11 +282,13 @@ def evaluate_model(
         "tokens": tokens,
         "loss": loss,
         "perplexity": math.exp(min(loss, 700.0)) if tokens else float("nan"),
+        **preference,
     }
     if answered:
         refs = [e["reference"] for e in answered]
-        result["exact_match"] = sum(map(exact_match, predictions, refs)) / len(refs)
-        result["f1"] = sum(map(token_f1, predictions, refs)) / len(refs)
+        result["exact_match"] = sum(exact_match(p, r, normalize) for p, r in zip(predictions, refs)) / len(refs)
+        result["f1"] = sum(token_f1(p, r, normalize) for p, r in zip(predictions, refs)) / len(refs)
+        result["normalized"] = normalize
         result["samples"] = [
             {"prompt": tokenizer.decode(e["prompt_ids"], skip_special_tokens=True), "reference": r, "prediction": p}
             for e, r, p in list(zip(answered, refs, predictions))[:SAMPLES]
@@ -249,7 +296,25 @@ def evaluate_model(
     return result
 
 
-METRICS = ("loss", "perplexity", "exact_match", "f1")
+def _preference(model, tokenizer, rows, chosen: list[dict], max_length, chat: bool, batch_size: int) -> dict:
+    rejected = [encode(tokenizer, row, "preference", max_length, chat=chat, answer="rejected") for row in rows]
+    good = row_nll(model, tokenizer, chosen, batch_size)
+    bad = row_nll(model, tokenizer, rejected, batch_size)
+    margins = [b - g for (g, _), (b, _) in zip(good, bad)]  # nll(rejected) - nll(chosen) = log p(c) - log p(r)
+    return {
+        "preference_accuracy": sum(m > 0 for m in margins) / len(margins),
+        "margin": sum(margins) / len(margins),
+    }
+
+
+def eval_options(plan, tokenizer) -> dict:
+    """The evaluate_model keywords a plan implies: the chat format training used, and answer normalisation."""
+    from ftc.runtime.chat import uses_chat_template
+
+    return {"chat": uses_chat_template(plan, tokenizer), "normalize": plan.job.eval.normalize_answers}
+
+
+METRICS = ("loss", "perplexity", "exact_match", "f1", "preference_accuracy", "margin")
 
 
 def _delta(before: dict | None, after: dict | None) -> dict:

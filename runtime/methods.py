@@ -72,6 +72,7 @@ def report_to(plan: Plan) -> list[str]:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(plan.run_dir) / "tensorboard"))
     if "mlflow" in found:
         os.environ.setdefault("MLFLOW_TRACKING_URI", (Path(plan.run_dir) / "mlruns").as_uri())
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3.x refuses a file store without it
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", plan.job.name)
         os.environ.setdefault("MLFLOW_RUN_NAME", plan.run_id)
     return found or ["none"]
@@ -125,6 +126,8 @@ def build_args(plan: Plan):
     """The TRL config; built before the model so ZeRO-3 can partition the model as it loads."""
     import trl
 
+    from ftc.compiler.planning.memory import plan_gathers_for_generation
+
     method = plan.job.method
     kwargs = common_args(plan)
     if method.name in ("lora", "sft"):
@@ -132,7 +135,8 @@ def build_args(plan: Plan):
         if plan.job.data.packing:
             kwargs.update(padding_free=True)
     elif method.name == "dpo":
-        kwargs.update(max_length=plan.max_seq_length, beta=method.beta)
+        # TRL zeroes every dropout for DPO by default; ftc keeps what method.lora.adapter_dropout says.
+        kwargs.update(max_length=plan.max_seq_length, beta=method.beta, disable_dropout=False)
     elif method.name == "grpo":
         ng = method.num_generations
         global_micro = plan.topology.micro_batch_size * plan.topology.world_size
@@ -144,6 +148,8 @@ def build_args(plan: Plan):
             per_device_eval_batch_size=ng,
             use_vllm=False,
             log_completions=False,
+            # Under ZeRO-3: gather the whole model for generation only where the planner counted it.
+            ds3_gather_for_generation=plan_gathers_for_generation(plan),
         )
     return getattr(trl, CONFIGS[method.name])(**kwargs)
 
@@ -180,9 +186,13 @@ def build_trainer(plan: Plan, args, model, tokenizer, train_ds, val_ds, callback
     """
     import trl
 
+    from ftc.runtime.chat import prepare, uses_chat_template
+
     method = plan.job.method
     if method.name == "grpo" and len(val_ds) > plan.job.eval.max_rows:
         val_ds = val_ds.select(range(plan.job.eval.max_rows))
+    chat = uses_chat_template(plan, tokenizer)
+    train_ds, val_ds = (prepare(ds, tokenizer, method.name, chat) for ds in (train_ds, val_ds))
     common = {
         "model": model,
         "args": args,
@@ -195,9 +205,13 @@ def build_trainer(plan: Plan, args, model, tokenizer, train_ds, val_ds, callback
     if method.name == "dpo":
         common["ref_model"] = reference_model(plan, model)
     if method.name == "grpo":
+        from ftc.runtime.reward_watch import ZeroRewardWarning
         from ftc.runtime.rewards import build_rewards
 
         common["reward_funcs"] = build_rewards(method.reward)
+        # The run's status (held by ftc's callbacks) also carries the warning.
+        status = next((c.status for c in callbacks if hasattr(c, "status") and hasattr(c.status, "data")), None)
+        common["callbacks"] = [*callbacks, ZeroRewardWarning(status)]
     return getattr(trl, TRAINERS[method.name])(**common)
 
 

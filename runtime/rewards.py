@@ -23,22 +23,36 @@ def text_of(completion) -> str:
     return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
+def _norm(text: str, normalize: bool) -> str:
+    return " ".join(text.split()).casefold() if normalize else text.strip()
 
 
-def matches_answer(completion: str, answer: str) -> bool:
-    """Equal after trimming whitespace and case, or the answer then a line break (the model rambles on)."""
+def matches_answer(completion: str, answer: str, normalize: bool = False) -> bool:
+    """The answer exactly (outer whitespace aside), or the answer then a line break (the model rambles on).
+
+    Case and inner whitespace count unless `normalize` (method.reward.normalize).
+    """
     head = completion.strip()
-    if _norm(head) == _norm(answer):
+    if _norm(head, normalize) == _norm(answer, normalize):
         return True
     first = head.split("\n", 1)[0]
-    return "\n" in head and _norm(first) == _norm(answer)
+    return "\n" in head and _norm(first, normalize) == _norm(answer, normalize)
 
 
-def exact_match(prompts=None, completions=(), answer=None, **kwargs) -> list[float]:
+def exact_match(prompts=None, completions=(), answer=None, normalize: bool = False, **kwargs) -> list[float]:
     answers = answer or [""] * len(completions)
-    return [1.0 if matches_answer(text_of(c), str(a)) else 0.0 for c, a in zip(completions, answers)]
+    return [1.0 if matches_answer(text_of(c), str(a), normalize) else 0.0 for c, a in zip(completions, answers)]
+
+
+def normalized_exact_match(prompts=None, completions=(), answer=None, **kwargs) -> list[float]:
+    return exact_match(prompts, completions, answer, normalize=True)
+
+
+def capital_letter(prompts=None, completions=(), **kwargs) -> list[float]:
+    """1 for a completion holding one of the demo's upper-case letters A-J: a first step of the demo task
+    that a random-init model meets by chance a quarter of the time, so GRPO has something to reinforce
+    (the exact answer it never meets, and a reward that is always 0 teaches nothing)."""
+    return [1.0 if re.search("[A-J]", text_of(c)) else 0.0 for c in completions]
 
 
 def regex_reward(pattern: str) -> RewardFunc:
@@ -162,7 +176,7 @@ def imported_reward(spec: str) -> RewardFunc:
 def build_rewards(reward: Reward | None) -> list[RewardFunc]:
     """The reward functions for a GRPO run; exact match with the row's answer unless told otherwise."""
     if reward is None or reward.kind == "exact_match":
-        return [exact_match]
+        return [normalized_exact_match if reward is not None and reward.normalize else exact_match]
     if reward.kind == "regex":
         return [regex_reward(reward.pattern or "")]
     if reward.kind == "json_schema":

@@ -118,7 +118,7 @@ def build_model(arch: Architecture, tokenizer):
     return model
 
 
-def _check_existing(path: str, fingerprint: dict) -> None:
+def _check_existing(path: str, fingerprint: dict, what: str) -> None:
     try:
         with open(os.path.join(path, MARKER)) as handle:
             found = json.load(handle)
@@ -126,8 +126,8 @@ def _check_existing(path: str, fingerprint: dict) -> None:
         found = None
     if found != fingerprint:
         raise UserError(
-            f"model.path: {path} exists but is not this tiny model (built from other numbers or demo data, "
-            f"or not by ftc); delete it or point model.path elsewhere"
+            f"model.path: {path} exists but is not {what} (built from other inputs, or not by ftc); "
+            f"delete it or point model.path elsewhere"
         )
 
 
@@ -141,21 +141,20 @@ def _portable(folder: str) -> None:
         json.dump(config, handle, indent=2, sort_keys=True)
 
 
-def ensure_tiny_model(path: str, arch: Architecture) -> str:
-    """Build the tiny model at `path` unless it is there; safe when several ranks call it at once."""
-    texts = corpus()
-    fingerprint = _fingerprint(arch, texts)
+def ensure_built(path: str, fingerprint: dict, build, what: str) -> str:
+    """`build(tmp)` writes a model folder, renamed to `path` whole; safe when several ranks call it at once.
+
+    The fingerprint (what the folder was built from) is written beside the weights; a folder at
+    `path` with another fingerprint is refused rather than silently used.
+    """
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-        _check_existing(path, fingerprint)
+        _check_existing(path, fingerprint, what)
         return path
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.build-", dir=parent)
     try:
-        tokenizer = build_tokenizer(arch, texts)
-        model = build_model(arch, tokenizer)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        build(tmp)
         _portable(tmp)
         with open(os.path.join(tmp, MARKER), "w") as handle:
             json.dump(fingerprint, handle, indent=2, sort_keys=True)
@@ -167,7 +166,19 @@ def ensure_tiny_model(path: str, arch: Architecture) -> str:
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-            _check_existing(path, fingerprint)  # another rank won the rename
+            _check_existing(path, fingerprint, what)  # another rank won the rename
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def ensure_tiny_model(path: str, arch: Architecture) -> str:
+    """Build the tiny model at `path` unless it is there."""
+    texts = corpus()
+
+    def build(folder: str) -> None:
+        tokenizer = build_tokenizer(arch, texts)
+        build_model(arch, tokenizer).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return ensure_built(path, _fingerprint(arch, texts), build, "this tiny model")

@@ -52,16 +52,13 @@ def clear_stale_requests(run_dir: str, started: float) -> None:
 
 
 def model_path(plan: Plan) -> str:
-    """The weights folder; rank 0 builds the tiny model first while the others wait."""
-    model = plan.job.model
-    if model.source != "tiny":
-        return model.path
-    from ftc.runtime.tiny import ensure_tiny_model
+    """The weights folder; rank 0 builds a cached model (tiny, smollm2) first while the others wait."""
+    from ftc.runtime.models import ensure_model
 
     if distributed.is_main():
-        ensure_tiny_model(model.path, model.architecture)
+        ensure_model(plan.job.model)
     distributed.barrier()
-    return ensure_tiny_model(model.path, model.architecture)
+    return ensure_model(plan.job.model)
 
 
 def load_model(plan: Plan, path: str):
@@ -114,12 +111,13 @@ class Evaluation:
     def run(self, model, tokenizer) -> dict | None:
         import torch
 
-        from ftc.runtime.evaluate import evaluate_model
+        from ftc.runtime.evaluate import eval_options, evaluate_model
 
         if not (self._all_ranks() or distributed.is_main()):
             distributed.barrier()
             return None
         kwargs = {"max_new_tokens": self.new_tokens, "max_length": self.plan.max_seq_length}
+        kwargs.update(eval_options(self.plan, tokenizer))
         devices = [torch.cuda.current_device()] if distributed.has_gpu() else []
         with torch.random.fork_rng(devices=devices):
             result = {"task": evaluate_model(model, tokenizer, self.rows, self.plan.dataset.format, len(self.rows), **kwargs)}
@@ -169,17 +167,6 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def chat_loss_mask(args, tokenizer, plan: Plan) -> None:
-    """Chat rows train on the assistant turns when the template marks them."""
-    from trl.chat_template_utils import has_generation_markers
-
-    if plan.dataset.format == "chat" and hasattr(args, "assistant_only_loss"):
-        template = tokenizer.chat_template or ""
-        args.assistant_only_loss = bool(template) and has_generation_markers(template)
-        if not args.assistant_only_loss:
-            log("warning: the chat template has no {% generation %} markers; the loss covers whole conversations")
-
-
 def choose_resume(run_dir: str, status: RunStatus) -> Path | None:
     """Rank 0 verifies the checkpoints and says which it passed over; every rank resumes from its choice."""
     found, notes = checkpoints.choose_resume(run_dir) if distributed.is_main() else (None, [])
@@ -218,7 +205,6 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     args.logging_nan_inf_filter = False  # a NaN step must be logged as NaN, for the FiniteGuard to see it
     args.run_name = args.run_name or plan.run_id  # MLflow's run name (transformers reads it from here)
     model, tokenizer = load_model(plan, model_path(plan))
-    chat_loss_mask(args, tokenizer, plan)
 
     resume = choose_resume(run_dir, status)
     saved = checkpoints.saved_state(resume) if resume else {}

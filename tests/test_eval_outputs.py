@@ -295,8 +295,10 @@ def test_loss_is_on_completion_tokens_only(tokenizer, base_path):
 
     chats = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": "ok " * (i + 1)}]}
              for i, p in enumerate(PROMPTS)]
+    # The answer ends with its end-of-turn token; the newline the template writes after it is not scored.
     pairs = [(tokenizer.apply_chat_template(c["messages"][:1], add_generation_prompt=True)["input_ids"],
-              tokenizer.apply_chat_template(c["messages"])["input_ids"]) for c in chats]
+              tokenizer.apply_chat_template(c["messages"])["input_ids"][:-1]) for c in chats]
+    assert all(tokenizer.decode(f[-1]) == "<|im_end|>" for _, f in pairs)
     result = evaluate.evaluate_model(model, tokenizer, chats, "chat", max_rows=10, batch_size=2)
     assert result["loss"] == pytest.approx(_manual_loss(model, pairs), rel=1e-5)
     assert "exact_match" in result and len(result["samples"]) == 3
@@ -304,11 +306,32 @@ def test_loss_is_on_completion_tokens_only(tokenizer, base_path):
     prefs = [{"prompt": p, "chosen": " good", "rejected": " bad"} for p in PROMPTS]
     result = evaluate.evaluate_model(model, tokenizer, prefs, "preference", max_rows=10)
     assert result["tokens"] > 0 and "exact_match" not in result
+    margins = _margins(tokenizer, model, prefs)
+    assert result["margin"] == pytest.approx(sum(margins) / len(margins), rel=1e-4)
+    assert result["preference_accuracy"] == sum(m > 0 for m in margins) / len(margins)
 
 
-def test_metrics():
-    assert evaluate.exact_match("  Paris ", "paris") == 1.0 and evaluate.exact_match("Paris.", "paris") == 0.0
-    assert evaluate.token_f1("The Paris!", "paris") == 1.0
+def _margins(tokenizer, model, prefs) -> list[float]:
+    """Per row, log p(chosen) - log p(rejected), each summed over the answer and its end token."""
+    out = []
+    for r in prefs:
+        prompt = tokenizer(r["prompt"])["input_ids"]
+        sums = []
+        for answer in (r["chosen"], r["rejected"]):
+            full = tokenizer(r["prompt"] + answer + "<|im_end|>")["input_ids"]
+            sums.append(-_manual_loss(model, [(prompt, full)]) * (len(full) - len(prompt)))
+        out.append(sums[0] - sums[1])
+    return out
+
+
+def test_metrics_are_case_and_whitespace_exact_unless_normalised():
+    assert evaluate.exact_match("  Paris ", "Paris") == 1.0  # outer whitespace only
+    assert evaluate.exact_match(" h b d", " H B D") == 0.0 and evaluate.exact_match("H  B D", "H B D") == 0.0
+    assert evaluate.exact_match(" h b d", " H B D", normalize=True) == 1.0
+    assert evaluate.exact_match("H  B\tD", "h b d", normalize=True) == 1.0
+    assert evaluate.exact_match("Paris.", "paris", normalize=True) == 0.0
+    assert evaluate.token_f1("h b d", "H B D") == 0.0 and evaluate.token_f1("h b D", "H B D") == pytest.approx(1 / 3)
+    assert evaluate.token_f1("The Paris!", "paris", normalize=True) == 1.0
     assert evaluate.token_f1("paris france", "paris") == pytest.approx(2 / 3)
     assert evaluate.token_f1("london", "paris") == 0.0
 

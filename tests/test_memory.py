@@ -138,7 +138,7 @@ def test_doubling_sequence_doubles_activations_with_sdpa():
     short = dict(MemoryModel(a, LORA, 4096, "h100-80gb").items(0, 1, 1, 1, False))
     long = dict(MemoryModel(a, LORA, 8192, "h100-80gb").items(0, 1, 1, 1, False))
     assert long["activations"] / short["activations"] == 2.0
-    assert long["logits"] / short["logits"] == 2.0
+    assert long["logits"] == logits_bytes(a, 8192, 1) > short["logits"] == logits_bytes(a, 4096, 1)
     assert long["weights"] == short["weights"]
 
 
@@ -167,7 +167,7 @@ def test_dpo_doubles_sequences_and_grpo_adds_kv_cache():
     sft = MemoryModel(a, LORA, 2048, "h100-80gb").items(0, 1, 1, 2, False)
     dpo = MemoryModel(a, DpoMethod(name="dpo", lora=LORA.lora), 2048, "h100-80gb").items(0, 1, 1, 2, False)
     assert dict(dpo)["activations"] == pytest.approx(2 * dict(sft)["activations"])
-    assert dict(dpo)["logits"] == pytest.approx(2 * dict(sft)["logits"])
+    assert dict(dpo)["logits"] == logits_bytes(a, 2048, 4) and dict(sft)["logits"] == logits_bytes(a, 2048, 2)
     # TRL generates the step's 16 completions together: 8 a GPU on 2 ranks, whatever the micro batch
     grpo = GrpoMethod(name="grpo", num_generations=4, batch_size=16)
     for micro in (1, 2):
@@ -175,10 +175,27 @@ def test_dpo_doubles_sequences_and_grpo_adds_kv_cache():
         assert items["kv cache"] == 2 * 32 * 8 * 128 * 2 * 2048 * 8 == kv_cache_bytes(a, 2048, 8)
 
 
-def test_logits_peak_is_three_fp32_copies_in_the_loss():
+def test_logits_peak_is_one_tile_of_trl_fused_head_plus_the_hidden_gradient():
     a = arch("llama8b")
-    assert logits_bytes(a, 4096, 1) == 12 * 4096 * a.vocab_size
+    tile = 4096 * 32768 * 2  # TRL's fused LM head: 4096 tokens x 32768 vocabulary entries in bf16
+    assert logits_bytes(a, 4096, 1) == tile + 4 * 4096 * a.hidden_size + 28 * 4096
+    assert logits_bytes(a, 4096, 2) == tile + 4 * 8192 * a.hidden_size + 28 * 8192  # still one tile
+    assert logits_bytes(a, 4096, 1) < 12 * 4096 * a.vocab_size / 10  # what transformers' own loss keeps
+    assert logits_bytes(a, 4096, 1, trains_head=True) - logits_bytes(a, 4096, 1) == 4 * a.vocab_size * a.hidden_size
     assert logits_bytes(a, 4096, 1, tensor_parallel=2) == logits_bytes(a, 4096, 1) / 2
+
+
+def test_packing_on_cpu_counts_the_dense_mask_and_zero0_full_training_counts_fp32_weights():
+    a = arch("tiny")
+    packed = dict(MemoryModel(a, SFT, 512, "cpu", packing=True).items(0, 1, 1, 4, False))
+    assert packed["packed attention mask"] == (512 * 4) ** 2
+    assert "packed attention mask" not in dict(MemoryModel(a, SFT, 512, "h100-80gb", packing=True).items(0, 1, 1, 4, False))
+    b = arch("llama8b")
+    zero0 = dict(MemoryModel(b, SFT, 1024, "h100-80gb").items(0, 1, 1, 1, False))
+    assert zero0["weights"] == 4 * b.parameters and zero0["gradients"] == 4 * b.parameters
+    assert zero0["autocast bf16 weight copies"] == 2 * b.parameters
+    zero2 = dict(MemoryModel(b, SFT, 1024, "h100-80gb").items(2, 8, 1, 1, False))
+    assert zero2["weights"] == 2 * b.parameters and "autocast bf16 weight copies" not in zero2
 
 
 def test_precision_follows_the_device():

@@ -59,9 +59,14 @@ def mean(values) -> float:
 # ---------------------------------------------------------------- no training
 
 
-def test_exact_match_reward_reads_the_answer_column():
-    got = rewards.exact_match(completions=[" d e j c", "d e j c\nmore", "c j e d", [{"content": "D E J C"}]], answer=["d e j c"] * 4)
-    assert got == [1.0, 1.0, 0.0, 1.0]
+def test_exact_match_reward_reads_the_answer_column_case_exact():
+    completions = [" d e j c", "d e j c\nmore", "c j e d", [{"content": "D E J C"}], "d  e j c"]
+    assert rewards.exact_match(completions=completions, answer=["d e j c"] * 5) == [1.0, 1.0, 0.0, 0.0, 0.0]
+    # The demo's rejected answer (lower case) earns nothing against its chosen one.
+    assert rewards.exact_match(completions=[" h b d", " H B D"], answer=["H B D"] * 2) == [0.0, 1.0]
+    normalized = rewards.build_rewards(rewards.Reward(kind="exact_match", normalize=True))[0]
+    assert normalized(completions=completions, answer=["d e j c"] * 5) == [1.0, 1.0, 0.0, 1.0, 1.0]
+    assert rewards.build_rewards(rewards.Reward(kind="exact_match"))[0] is rewards.exact_match
 
 
 def test_regex_and_function_rewards():
@@ -106,6 +111,13 @@ def test_grpo_generation_batch_is_whole_groups(tmp_path, tiny):
     args = build_args(plan)
     assert args.generation_batch_size % 4 == 0 and args.generation_batch_size % 2 == 0
     assert args.use_vllm is False and args.max_completion_length == 32
+
+
+def test_dpo_keeps_the_configured_adapter_dropout(tmp_path, tiny):
+    from ftc.runtime.methods import build_args
+
+    plan = make_plan(tmp_path / "run", "dpo", {"method": {"lora": {"adapter_dropout": 0.1}}}, model_path=tiny)
+    assert build_args(plan).disable_dropout is False
 
 
 # ---------------------------------------------------------------- training
@@ -207,3 +219,31 @@ def test_early_stopping_with_patience_one_and_a_huge_min_delta(tmp_path, tiny):
     assert status["state"] == "completed" and status["early_stopped"] is True
     assert status["step"] == 4 and status["best_step"] == 2 and status["checks_without_improvement"] == 1
     assert (run / "outputs.json").exists()
+
+
+@pytest.mark.train
+def test_grpo_that_never_earns_a_reward_says_so(tmp_path, tiny):
+    """The random tiny model never writes the demo's upper-case answer: reward 0, a warning in log and status."""
+    run = tmp_path / "grpo-zero"
+    overrides = {"method": {"max_steps": 5, "max_completion_length": 4, "num_generations": 4},
+                 "training": {"eval_steps": 5, "save_steps": 5}, "eval": {"max_rows": 4, "before": False}}
+    status = train(run, "grpo", overrides, tiny, micro_batch_size=4)
+    assert [m["reward"] for m in read_metrics(run) if m.get("reward") is not None] == [0.0] * 5
+    assert status["state"] == "completed" and "reward 0 for 5 steps" in status["warnings"][0]
+    assert "warning: GRPO reward 0 for 5 steps" in log_tail(run, 400)
+
+
+@pytest.mark.train
+def test_the_tiny_grpo_recipe_learns_its_reward(tmp_path, tiny):
+    """conf/recipe/tiny-grpo.yaml, as `method=grpo model=tiny` composes it: the mean reward rises."""
+    import yaml
+
+    from plan_factory import CONF
+
+    recipe = yaml.safe_load((CONF / "recipe" / "tiny-grpo.yaml").read_text())
+    run = tmp_path / "grpo-recipe"
+    overrides = _merge(recipe, {"training": {"eval_steps": 20, "save_steps": 20}, "eval": {"max_rows": 4, "before": False}})
+    status = train(run, "grpo", overrides, tiny, micro_batch_size=8)
+    reward = [m["reward"] for m in read_metrics(run) if m["train_loss"] is not None]
+    assert len(reward) == 20 and mean(reward[-5:]) > mean(reward[:5]) + 0.4
+    assert "warnings" not in status

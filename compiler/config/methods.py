@@ -95,6 +95,7 @@ class Reward(Strict):
     pattern: str | None = Field(None, description="regex, for kind=regex")
     schema_path: PathText | None = Field(None, description="JSON Schema file, for kind=json_schema")
     function: str | None = Field(None, description="'module:function', for kind=function")
+    normalize: bool = Field(False, description="kind=exact_match: ignore case and spacing (else only outer whitespace)")
 
     @model_validator(mode="after")
     def _needs_its_argument(self) -> "Reward":

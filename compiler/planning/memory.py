@@ -182,12 +182,33 @@ def _stacked(arch: Architecture, layer_per_token: float, tokens: int, precision:
     return (kept + 4 * arch.hidden_size * tokens) / t
 
 
-def logits_bytes(arch: Architecture, seq_len: int, sequences: int, tensor_parallel: int = 1) -> float:
-    """The loss's peak, at the start of backward: transformers upcasts the logits to fp32 and
-    cross_entropy saves the fp32 log-probabilities (4·s·b·V); NLL's backward then writes a dense fp32
-    gradient and log-softmax's backward another, 12·s·b·V in all (the forward peaks lower, at
-    (p + 4 + 4)·s·b·V). Split by t under a vocabulary-parallel head."""
-    return 12 * seq_len * sequences * arch.vocab_size / tensor_parallel
+# TRL (>= 1.16, the floor) scores tokens through its fused LM head, trl.kernels.chunked_logprob:
+# logits exist one tile at a time, TOKEN_TILE tokens by VOCAB_TILE vocabulary entries. On a GPU its
+# Triton kernel folds the tile in place; on a CPU worker the torch fallback keeps fp32 temporaries
+# (the upcast, the shifted logits, exp, masks, products) of about 8.3 tiles at its peak, measured
+# in tests/test_memory_real.py.
+TOKEN_TILE, VOCAB_TILE = 4096, 32768
+TILE_COPIES = {"gpu": 1, "cpu": 9}
+
+
+def logits_bytes(
+    arch: Architecture, seq_len: int, sequences: int, tensor_parallel: int = 1, precision: Precision = BF16,
+    trains_head: bool = False, device: str = "gpu",
+) -> float:
+    """The loss's peak: a p-byte tile of logits (min(tokens, 4096) x min(V, 32768); 9 of them on CPU),
+    the fp32 gradient of the hidden states it accumulates (4·s·b·h), seven fp32 running statistics a
+    token, and the head's fp32 weight gradient when the head trains. Without the fused head
+    (transformers' own loss) it was 12·s·b·V: fp32 log-probabilities plus two dense fp32 gradients."""
+    tokens = seq_len * sequences
+    tile = min(tokens, TOKEN_TILE) * min(arch.vocab_size, VOCAB_TILE) * precision.activation * TILE_COPIES[device]
+    head = 4 * arch.vocab_size * arch.hidden_size if trains_head else 0
+    return (tile + 4 * tokens * arch.hidden_size + 7 * 4 * tokens + head) / tensor_parallel
+
+
+def packed_mask_bytes(seq_len: int, micro_batch: int) -> float:
+    """Packing without flash attention: the flattened micro batch (one row of s·b tokens) gets a dense
+    boolean block-diagonal mask, (s·b)² bytes."""
+    return float((seq_len * micro_batch) ** 2)
 
 
 def step_gradient_bytes(arch: Architecture, method: MethodBase, precision: Precision, zero_stage: int, data_parallel: int) -> float:
@@ -213,19 +234,38 @@ def zero3_gather_bytes(arch: Architecture, precision: Precision = BF16, tensor_p
     return largest * precision.weight / tensor_parallel
 
 
+GENERATION_GATHER = "zero-3 generation: whole model gathered"
+
+
+def gathers_for_generation(arch: Architecture, gpu: Gpu, precision: Precision) -> bool:
+    """TRL's ds3_gather_for_generation for GRPO under ZeRO-3: gather the whole model once per
+    generation (fast) when its weights take at most half a GPU, else generate layer by layer as a
+    ZeRO-3 forward does (every token re-gathers every layer: slow, but a 70B model fits)."""
+    return arch.parameters * precision.weight <= gpu.memory_gib * GIB / 2
+
+
+def plan_gathers_for_generation(plan) -> bool:
+    """What the runtime sets ds3_gather_for_generation to: whether the plan counted the whole-model gather."""
+    return plan.memory is not None and any(item.name == GENERATION_GATHER for item in plan.memory.items)
+
+
 class MemoryModel:
     """Everything that does not depend on the layout, computed once; `items` is then a few
     multiplications, so the solver can afford to try every candidate layout."""
 
     def __init__(
         self, arch: Architecture, method: MethodBase, seq_len: int, gpu: Gpu | str,
-        precision: Precision | None = None, fused_attention: bool = True,
+        precision: Precision | None = None, fused_attention: bool = True, packing: bool = False,
     ):
         self.arch, self.method, self.seq_len = arch, method, seq_len
         self.gpu = GPUS[gpu] if isinstance(gpu, str) else gpu
         self.precision = precision or precision_for(self.gpu)
         self._layer = layer_activation_bytes_per_token(arch, method, seq_len, self.precision, fused_attention)
-        self._logits_per_seq = logits_bytes(arch, seq_len, 1)
+        self._trains_head = not method.uses_lora
+        # The runtime packs with flash attention only where flash-attn runs (bf16 on a GPU); a CPU worker never has it.
+        self._packed_mask = packing and method.name in ("lora", "sft") and self.gpu.key == "cpu"
+        # Full fine-tuning without DeepSpeed (ZeRO 0) loads fp32 weights and trains under bf16 autocast.
+        self._autocast_full = not method.uses_lora and self.precision is BF16
         self._gather = zero3_gather_bytes(arch, self.precision)
         name = method.name
         # DPO runs chosen and rejected through the policy together. TRL's GRPO generates a whole
@@ -233,20 +273,32 @@ class MemoryModel:
         # batch_size / data-parallel ranks of them per GPU, and trains on them micro batch by micro batch.
         self._sequences_per_sample = 2 if name == "dpo" else 1
         self._generated = method.batch_size if name == "grpo" else 0
+        whole = self._generated and gathers_for_generation(arch, self.gpu, self.precision)
+        self._generation_gather = arch.parameters * self.precision.weight if whole else 0
         self._overhead = CPU_OVERHEAD_BYTES if self.gpu.key == "cpu" else GPU_OVERHEAD_BYTES
 
     def items(self, zero_stage: int, data_parallel: int, tensor_parallel: int, micro_batch: int, checkpointing: bool) -> list[tuple[str, float]]:
         """(name, bytes) per GPU for one layout."""
         arch, p, t = self.arch, self.precision, tensor_parallel
-        state = model_state_bytes(arch, self.method, p, zero_stage, data_parallel, t)
+        autocast = self._autocast_full and zero_stage == 0
+        state = model_state_bytes(arch, self.method, FP32 if autocast else p, zero_stage, data_parallel, t)
         sequences = micro_batch * self._sequences_per_sample
         act = _stacked(arch, self._layer, self.seq_len * sequences, p, checkpointing, t)
         out = [("weights", state.weights), ("gradients", state.gradients), ("optimizer states", state.optimizer)]
+        if autocast:
+            # fp32 weights, gradients and Adam (4 + 4 + 8) plus the bf16 copy autocast makes of each weight it uses.
+            out.append(("autocast bf16 weight copies", arch.parameters * p.weight / t))
         if state.reference:
             out.append(("reference model", state.reference))
         if zero_stage == 3 and data_parallel > 1:
             out.append(("zero-3 gathered layers", self._gather / t))
-        working = [("activations", act), ("logits", self._logits_per_seq * sequences / t)]
+            if self._generation_gather:
+                out.append((GENERATION_GATHER, self._generation_gather / t))
+        device = "cpu" if self.gpu.key == "cpu" else "gpu"
+        logits = logits_bytes(arch, self.seq_len, sequences, t, p, self._trains_head, device)
+        working = [("activations", act), ("logits", logits)]
+        if self._packed_mask:
+            working.append(("packed attention mask", packed_mask_bytes(self.seq_len, micro_batch)))
         if self._generated:
             generating = -(-self._generated // data_parallel)
             working.append(("kv cache", kv_cache_bytes(arch, self.seq_len, generating, p) / t))
@@ -278,7 +330,9 @@ class MemoryModel:
 def estimate_memory(
     arch: Architecture, method: MethodBase, topology: Topology, seq_len: int, gpu: Gpu | str,
     headroom: float = 0.10, capacity_gib: float | None = None, precision: Precision | None = None,
+    packing: bool = False,
 ) -> MemoryEstimate:
     """Per-GPU memory of one layout; capacity defaults to the GPU's (pass the worker's share of a
     CPU node's memory for gpu "cpu")."""
-    return MemoryModel(arch, method, seq_len, gpu, precision).estimate(topology, capacity_gib, headroom)
+    model = MemoryModel(arch, method, seq_len, gpu, precision, packing=packing)
+    return model.estimate(topology, capacity_gib, headroom)

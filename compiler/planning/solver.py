@@ -145,7 +145,7 @@ def solve(job: JobConfig, dataset_rows: int | None = None, seq_len: int | None =
     # A CPU worker's share of the node's memory (GB read as GiB); a GPU's own memory otherwise.
     capacity = partition.mem_per_node_gb / (fixed["gpus_per_node"] or 1) if cpu else gpu.memory_gib
     limit = capacity * (1 - res.headroom) * GIB
-    model = MemoryModel(arch, method, seq_len, gpu)
+    model = MemoryModel(arch, method, seq_len, gpu, packing=job.data.packing)
 
     def search(free: dict, batch: int | None = method.batch_size, bound: float = limit) -> Search:
         return _search(model, free, _layouts(free, max_nodes, max_per_node, cpu), batch, bound, cpu)
