@@ -73,9 +73,9 @@ def _serve(args: list[str]) -> int:
 
 def _after_training(module: str, command: str, args: list[str]) -> int:
     """generate, chat and export load the model: the training stack is imported only now, and only for them."""
-    from importlib.util import find_spec
+    from ftc.compiler.submit.local import has_torch
 
-    if find_spec("torch") is None:
+    if not has_torch():
         message = f"ftc {command} loads the model and needs the training stack: pip install 'ftc[train]'"
         raise UserError(message)
     from importlib import import_module

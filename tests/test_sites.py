@@ -131,7 +131,7 @@ def test_a_relative_template_dir_that_is_nowhere_is_one_line(site, ftc, output_r
 def test_super_keeps_the_quoting_of_the_block_it_renders(site, tmp_path, monkeypatch, capsys):
     import subprocess
 
-    hostile = tmp_path / "runs $(touch PWNED) `id` 'q' \\"
+    hostile = tmp_path / "runs $(touch PWNED) `id` 'q' \"x"  # no backslash: Slurm's parser refuses it (render/directives.py)
     monkeypatch.setenv("FTC_OUTPUT_ROOT", str(hostile))
     _write(site / "templates" / "job.sbatch.j2", """\
         {% extends "ftc/job.sbatch.j2" %}

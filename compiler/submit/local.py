@@ -46,7 +46,7 @@ def launch_env(plan: Plan) -> dict[str, str]:
     return env
 
 
-def _has_torch() -> bool:
+def has_torch() -> bool:
     try:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):
@@ -182,7 +182,7 @@ def _write_exit(run_dir: Path, pid: int, code: int, interrupted: bool = False) -
 
 def _prepare(plan: Plan) -> tuple[Path, Path]:
     """Called under the run folder's lock, after the check that nothing of this run still runs."""
-    if not _has_torch():
+    if not has_torch():
         raise UserError(TRAIN_EXTRA)
     run_dir = Path(plan.run_dir)
     (run_dir / "logs").mkdir(exist_ok=True)
