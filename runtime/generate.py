@@ -1,9 +1,9 @@
 """`ftc generate RUN "prompt"` and `ftc chat RUN`: try a trained model right away.
 
 The prompt is formatted as the run trained: through the model's chat template (a user turn, then the
-assistant's) when the run's data was chat and the tokenizer has a template, as raw text when it was
-prompt/completion text (TRL trains those without the template, so a template would ask a question the
-model never saw). --template chat|raw overrides. Chat keeps the conversation when templated. Greedy by
+assistant's) when the run's data was chat, or prompt/completion rows the run put in the chat format
+(data.chat_template auto on a model with a template, runtime/chat.py), as raw text otherwise (a template
+would ask a question the model never saw). --template chat|raw overrides. Chat keeps the conversation when templated. Greedy by
 default with the evaluation's own decoding (same stops), so an answer matches what eval.json scored;
 --temperature samples.
 """
@@ -51,11 +51,12 @@ def parser(command: str) -> trained_runs.Parser:
     return parser
 
 
-def use_template(choice: str, tokenizer, data_format: str) -> bool:
+def use_template(choice: str, tokenizer, data_format: str, trained_chat: bool = False) -> bool:
+    """`trained_chat`: the run trained its prompt/completion rows in the chat format."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if choice == "chat" and not has_template:
         raise UserError("--template chat: this model's tokenizer has no chat template")
-    return choice == "chat" or (choice == "auto" and has_template and data_format == "chat")
+    return choice == "chat" or (choice == "auto" and has_template and (data_format == "chat" or trained_chat))
 
 
 class Session:
@@ -120,7 +121,10 @@ class Session:
 def open_session(options) -> Session:
     found = trained_runs.find(options.run, options.root)
     model, tokenizer, _ = trained_runs.load(found)
-    templated = use_template(options.template, tokenizer, found.plan.dataset.format)
+    from ftc.runtime.chat import uses_chat_template
+
+    templated = use_template(options.template, tokenizer, found.plan.dataset.format,
+                             uses_chat_template(found.plan, tokenizer))
     return Session(model, tokenizer, templated, options.max_new_tokens, options.temperature, options.system)
 
 
