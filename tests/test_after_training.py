@@ -280,7 +280,7 @@ def in_root(root, monkeypatch):
     (["adapter0001", "   "], "prompt: empty"),
     (["", PROMPT], "RUN: empty"),
     (["nosuchrun", PROMPT], "no run matches 'nosuchrun'"),
-    (["\x1b[2Jrun'\"\\", PROMPT], "no run matches"),
+    (["\x1b[2Jrun'\"\\", PROMPT], "is not a run id, prefix or Slurm job id"),
     (["adapter0001", PROMPT * 300, "--max-new-tokens", "8"], "exceed the model's 512"),
 ])
 def test_generate_refuses_bad_input_in_one_line(in_root, adapter_run, args, expected):
