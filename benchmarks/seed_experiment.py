@@ -71,8 +71,8 @@ def train(method: str, lr: float, epochs: int, root: str) -> tuple[Path, float]:
     if method == "lora":
         args += ["method.lora.adapter_dim=8", "method.lora.alpha=16"]
     env = {**os.environ, "FTC_OUTPUT_ROOT": root, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=root)
-    found = re.search(r"^run folder (\S+)", done.stdout, re.M)
+    done = subprocess.run(args, check=False, capture_output=True, text=True, env=env, cwd=root)
+    found = re.search(r"^run folder (\S+)", done.stdout, re.MULTILINE)
     if done.returncode != 0 or not found:
         sys.exit(f"{method} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     run = Path(found.group(1))
