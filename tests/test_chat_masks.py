@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ftc.runtime.chat import TemplateError, as_messages, assistant_spans, prepare, tokenize_chat
-
 from smollm2_fixture import smollm2_path  # noqa: F401 - fixture
+
+from ftc.runtime.chat import TemplateError, as_messages, assistant_spans, prepare, tokenize_chat
 
 TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
 SPECIAL = {

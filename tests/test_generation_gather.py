@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ftc.compiler.planning.memory import GENERATION_GATHER, GIB, plan_gathers_for_generation
+from test_solver import job
 
-from test_solver import job  # noqa: E402 - the solver tests' job builder
+from ftc.compiler.planning.memory import GENERATION_GATHER, GIB, plan_gathers_for_generation
 
 
 def solve_grpo(model: str, **resources):
@@ -43,10 +43,10 @@ def test_70b_grpo_generates_layer_by_layer_and_fits():
 
 def test_the_runtime_reads_the_gather_from_the_plan(tmp_path):
     pytest.importorskip("trl")
-    from plan_factory import make_plan
-
     from ftc.compiler.planning.plan import MemoryEstimate, MemoryItem
     from ftc.runtime.methods import build_args
+
+    from plan_factory import make_plan
 
     plan = make_plan(tmp_path / "run", "grpo", micro_batch_size=4)
     assert not plan_gathers_for_generation(plan) and build_args(plan).ds3_gather_for_generation is False

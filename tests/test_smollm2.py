@@ -16,8 +16,9 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from plan_factory import log_tail, make_run, read_metrics, read_status, run_runtime
 from smollm2_fixture import smollm2_config, smollm2_path  # noqa: F401 - fixture
+
+from plan_factory import log_tail, make_run, read_metrics, read_status, run_runtime
 
 pytestmark = pytest.mark.train
 QUICK = {"training": {"eval_steps": 100, "save_steps": 100}, "eval": {"max_rows": 2}}
