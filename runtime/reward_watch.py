@@ -9,6 +9,7 @@ from __future__ import annotations
 from transformers import TrainerCallback
 
 from ftc.runtime import distributed
+from ftc.runtime.console import CONSOLE
 
 ZERO_REWARD_STEPS = 5
 
@@ -37,7 +38,7 @@ class ZeroRewardWarning(TrainerCallback):
             self.warned = True
             message = zero_reward_message(self.zero_run)
             if distributed.is_main():
-                print(f"[ftc] warning: {message}", flush=True)
+                CONSOLE.say(f"[ftc] warning: {message}")
             if self.status is not None:
                 self.status.update(warnings=[*self.status.data.get("warnings", []), message])
                 self.status.write()

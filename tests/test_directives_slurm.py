@@ -64,11 +64,19 @@ def _partition(resolved: dict, value: str) -> None:
     cluster["partition"] = value
 
 
+def _gres_name(resolved: dict, value: str) -> None:
+    """The cluster-wide GRES type reaches --gres only where the partition sets none of its own."""
+    _put(resolved, "cluster/partitions/h100/gres_type", None)
+    _put(resolved, "cluster/gres_name", value)
+
+
 # field -> how the value enters the resolved config, and (flag, value Slurm must read) or srun argument
 FIELDS = {
     "cluster.account": (lambda r, v: _put(r, "cluster/account", v), lambda v: ("account", v)),
     "cluster.qos": (lambda r, v: _put(r, "cluster/qos", v), lambda v: ("qos", v)),
-    "cluster.gres_name": (lambda r, v: _put(r, "cluster/gres_name", v), lambda v: ("gres", f"gres:gpu:{v}:1")),
+    "cluster.gres_name": (_gres_name, lambda v: ("gres", f"gres:gpu:{v}:1")),
+    "cluster.partitions.h100.gres_type": (lambda r, v: _put(r, "cluster/partitions/h100/gres_type", v),
+                                          lambda v: ("gres", f"gres:gpu:{v}:1")),
     "cluster.partitions.h100.constraint": (lambda r, v: _put(r, "cluster/partitions/h100/constraint", v),
                                            lambda v: ("constraint", v)),
     "cluster.partition": (_partition, lambda v: ("partition", v)),

@@ -63,10 +63,12 @@ def sbatch_test_only(*args: str) -> subprocess.CompletedProcess[str]:
 def test_sinfo_shows_partitions():
     out = slurm("sinfo", "-h", "-o", "%P|%D|%G|%l|%f", check=True).stdout
     rows = {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines() if not line.startswith("cpu|")}
-    assert set(rows) == {"h100*", "a100"}, out
+    assert set(rows) == {"h100*", "a100", "gpuA100x4", "gpuH100x8", "gpuA100x8-interactive"}, out
     assert {line.split("|")[3] for line in out.splitlines() if line.startswith("cpu|")} == {"4:00:00"}, out
     assert rows["h100*"] == ["2", "gpu:h100:8", "2-00:00:00", "h100"], out
     assert rows["a100"] == ["2", "gpu:a100:8", "1-00:00:00", "a100"], out
+    # examples/site's partitions on the same nodes: a 1 h interactive one among them
+    assert rows["gpuA100x8-interactive"] == ["2", "gpu:a100:8", "1:00:00", "a100"], out
     nodes = slurm("sinfo", "-h", "-N", "-o", "%N %T", check=True).stdout.split("\n")
     assert sorted({n.split()[0] for n in nodes if n}) == ["node1", "node2", "node3", "node4"]
 
