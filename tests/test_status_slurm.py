@@ -133,7 +133,7 @@ def test_status_with_the_controller_down_is_fast_and_says_so(site, second_slurm,
     took = time.monotonic() - started
     assert listing.code == 0 and took < 5, (took, listing.err)
     rows = {line.split()[0]: line for line in listing.out.splitlines()[1:]}
-    assert "completed" in rows["done-before"] and "running" in rows["still-running"], listing.out
+    assert "completed" in rows["tiny-llama-done-before"] and "running" in rows["tiny-llama-still-running"], listing.out
     notes = listing.err.strip().splitlines()
     assert len(notes) == 1 and "controller does not answer" in notes[0], listing.err
     detail = own.ftc("status", own.run_dir(long).name)

@@ -25,6 +25,7 @@ STATE_MEANINGS = {
     "timeout": "the job reached its time limit (the runtime checkpoints at Slurm's warning; resubmit to resume)",
     "node fail": "a node of the job stopped answering",
 }
+SLURM_WRAPPERS = ("srun:", "slurmstepd:")
 ERROR_LINE = re.compile(
     r"command not found|No such file or directory|CUDA out of memory|OutOfMemoryError|out of memory|oom[-_ ]kill"
     r"|^\s*\w+(\.\w+)*(Error|Exception|Interrupt)\b:?|\berror:|Killed|Segmentation fault|DUE TO TIME LIMIT",
@@ -63,10 +64,11 @@ def first_error(log: Path, run_dir: Path) -> str:
         return ""
     finally:
         os.close(fd)
-    for line in data.decode("utf-8", "replace").splitlines():
-        if ERROR_LINE.search(line) and "warning" not in line.lower() and not line.startswith("== ftc"):
-            return line.strip()
-    return ""
+    found = [line.strip() for line in data.decode("utf-8", "replace").splitlines()
+             if ERROR_LINE.search(line) and "warning" not in line.lower() and not line.startswith("== ftc")]
+    # srun's and slurmstepd's own lines only report the task's exit, and can land before its output
+    own = [line for line in found if not line.startswith(SLURM_WRAPPERS)]
+    return (own or found or [""])[0]
 
 
 def meaning(reason: str) -> str:
