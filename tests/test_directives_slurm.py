@@ -235,7 +235,7 @@ HOSTILE_TEXT = st.text(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(sorted(FIELDS)), value=HOSTILE_TEXT)
 def test_generated_values_are_refused_or_read_back_exactly(field, value, base, tmp_path_factory):
     pending: list = []

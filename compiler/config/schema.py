@@ -327,7 +327,7 @@ class EarlyStopping(Strict):
 
 
 class Training(Strict):
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="what torch, numpy and Python's random accept")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="0 to 2**32-1, the range numpy's seed takes")
     eval_steps: int = Field(10, ge=1, le=MAX_COUNT, description="validate every this many optimizer steps")
     save_steps: int = Field(50, ge=1, le=MAX_COUNT, description="checkpoint every this many optimizer steps")
     logging_steps: int = Field(1, ge=1, le=MAX_COUNT)
