@@ -348,15 +348,6 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
 
 
 SERVER_PROBE = """
-import importlib.abc, json, sys
-HEAVY = {heavy!r}
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in HEAVY:
-            raise ImportError(f"login node: no {{name}}")
-
-sys.meta_path.insert(0, Block())
 from starlette.testclient import TestClient
 from ftc.compiler.api.serve import build, parse
 app, token, _, _ = build(parse(["--rate", "0", "cluster=local", "dry_run=true"]))
@@ -370,9 +361,9 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set(HEAVY))))
 
 
 def test_the_server_imports_no_training_stack(tmp_path):
-    from test_login_node import HEAVY
+    from test_login_node import LOGIN_NODE_PRELUDE
 
-    code = SERVER_PROBE.format(heavy=HEAVY, body=lora_body())
+    code = LOGIN_NODE_PRELUDE + SERVER_PROBE.format(body=lora_body())
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "FTC_OUTPUT_ROOT": str(tmp_path), "FTC_API_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr

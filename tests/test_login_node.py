@@ -8,17 +8,20 @@ import sys
 
 HEAVY = ["torch", "transformers", "peft", "trl", "deepspeed", "datasets", "accelerate", "tokenizers"]
 
-PROBE = """
+# Behave as a login node where the training stack is not installed: importing any of it fails.
+LOGIN_NODE_PRELUDE = f"""
 import importlib.abc, json, sys
-HEAVY = {heavy!r}
+HEAVY = {HEAVY!r}
 
 class Block(importlib.abc.MetaPathFinder):
-    # Behave as a login node where the training stack is not installed.
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in HEAVY:
-            raise ImportError(f"login node: no {{name}}")
+            raise ImportError("login node: no " + name)
 
 sys.meta_path.insert(0, Block())
+"""
+
+PROBE = """
 from ftc.compiler.cli import run
 for args in {commands!r}:
     code = run(args)
@@ -35,7 +38,7 @@ def test_compile_paths_import_no_training_stack(output_root):
         ["schema"],
         ["status"],
     ]
-    code = PROBE.format(heavy=HEAVY, commands=commands)
+    code = LOGIN_NODE_PRELUDE + PROBE.format(commands=commands)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
