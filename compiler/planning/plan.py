@@ -13,7 +13,8 @@ from ftc.compiler.config.schema import JobConfig
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # protected_namespaces=(): pydantic before 2.10 warns on the field `model_urn` (prefix "model_").
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
 class Topology(Frozen):
