@@ -77,6 +77,7 @@ def test_hostile_request_is_one_line(case, places, output_root, tmp_path, monkey
         args = ["cluster=hostile", *args]
     code, out, err = _refused([*args, "dry_run=true"], capsys)
     assert_one_clean_line(code, out, err, case["field"], output_root)
+    assert case.get("says", "") in err, err
     assert not (tmp_path / "PWNED").exists()
 
 
