@@ -8,6 +8,7 @@ import pytest
 from ftc.compiler.driver import compile_point
 from ftc.compiler.errors import UserError
 from ftc.compiler.report import summary
+
 from site_files import admin_site
 
 

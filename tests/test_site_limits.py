@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from ftc.compiler.cli import main
 from ftc.compiler.config.owners import SITE, USER, owner, site_line
 from ftc.compiler.config.schema import ClusterConfig
+
 from site_files import admin_site
 
 EXAMPLE = ["cluster=example", "model=llama8b"]
@@ -99,7 +100,7 @@ def test_the_users_choices_still_work(args, directive, output_root, capsys):
 
 
 def test_a_sweep_over_partitions_still_works(output_root, capsys):
-    code, out, err = _run(["-m", *EXAMPLE, "cluster.partition=h100,a100"], capsys)
+    code, _, err = _run(["-m", *EXAMPLE, "cluster.partition=h100,a100"], capsys)
     assert code in (0, None) and err == ""
     assert len({p.parent for p in output_root.rglob("plan.json")}) == 2
 

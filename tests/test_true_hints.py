@@ -9,6 +9,7 @@ import pytest
 
 from ftc.compiler.driver import compile_point
 from ftc.compiler.errors import UserError
+
 from site_files import admin_cluster, use_site
 
 CAMPUS = ["dry_run=true"]
