@@ -131,7 +131,7 @@ def _leaf_paths(overrides: list[str]) -> dict[str, object]:
 
     from ftc.compiler.config.catalog import USER_GROUPS
     from ftc.compiler.config.compose import compose_config
-    from ftc.compiler.config.schema import ADMIN_ONLY
+    from ftc.compiler.config.owners import SITE, owner
 
     cfg, _ = compose_config(_chosen_groups(overrides))
     paths: dict[str, object] = {group: None for group in USER_GROUPS}
@@ -140,7 +140,7 @@ def _leaf_paths(overrides: list[str]) -> dict[str, object]:
     def walk(node: DictConfig, prefix: str) -> None:
         for key in node:
             path = f"{prefix}{key}"
-            if any(path == f or path.startswith(f + ".") for f in ADMIN_ONLY):
+            if owner(path) == SITE:
                 continue
             child = node._get_node(key)
             if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():

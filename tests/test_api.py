@@ -97,6 +97,9 @@ def _refused_bodies():
     cases = {
         "override list": {**body, "overrides": ["cluster.setup=[rm -rf ~]"]},
         "site field": {**body, "cluster": {"setup": ["touch PWNED"]}},
+        "site limit": {**body, "cluster": {"partitions": {"local": {"max_time": "999:00:00"}}}},
+        "site limit as an override": {**body, "cluster.partitions.local.max_time": "999:00:00"},
+        "site limit in hyperparameters": {**body, "hyperparameters": {**hyper, "max_time": "999:00:00"}},
         "admin field in hyperparameters": {**body, "hyperparameters": {**hyper, "target_modules": ["q_proj"]}},
         "path as dataset": {**body, "dataset": {"name": "demo", "path": "/etc"}},
         "output_root": {**body, "output_root": "/tmp"},
@@ -277,6 +280,10 @@ def test_rate_limit_answers_429(tmp_path):
 def test_serve_refuses_bad_options_in_one_line(tmp_path):
     cases = [(["cluster=nowhere"], "ftc: error: cluster: unknown option 'nowhere'"),
              (["cluster.setup=[touch PWNED]"], "ftc: error: cluster.setup: set in the site's config files"),
+             (["cluster=example", "cluster.partitions.h100.max_time=999:00:00"],
+              "ftc: error: cluster.partitions.h100.max_time: set in the site's config files"),
+             (["cluster=example", "+cluster.partitions.h100.max_nodes=64"],
+              "ftc: error: cluster.partitions.h100.max_nodes: set in the site's config files"),
              (["--port", "99999"], "ftc: error: ftc serve: --port must be 1-65535"),
              (["--port", "x"], "ftc: error: ftc serve: argument --port: invalid int value"),
              (["--datasets", str(tmp_path / "none")], "ftc: error: --datasets: "),

@@ -48,7 +48,7 @@ CASES = [
      "GiB per GPU on h100-80gb"),
     (["cluster.setup=[rm -rf /]"], "cluster.setup: set in the site's config files"),
     (["cluster.template_dir=/tmp"], "cluster.template_dir: set in the site's config files"),
-    (["model=llama8b", *EXAMPLE, "cluster.container.kind=pyxis"], "container kind pyxis needs cluster.container.image"),
+    (["model=llama8b", *EXAMPLE, "cluster.container.kind=pyxis"], "cluster.container.kind: set in the site's config"),
     (["name=my job"], "name: must start with a letter or digit"),
     (["data=custom"], "no value given"),
     (["data.path=/nonexistent/ftc-data"], "/nonexistent/ftc-data"),
@@ -117,6 +117,17 @@ def test_cluster_file_with_a_missing_field(site, output_root, capsys):
     code, _, err = _run(["cluster=broken", "dry_run=true"], capsys)
     assert code == 2
     assert err.strip() == "ftc: error: cluster.partitions: required field is missing"
+    assert not output_root.exists()
+
+
+def test_cluster_file_with_a_container_but_no_image(site, output_root, capsys):
+    _write(site / "cluster" / "pyxis.yaml", """\
+        defaults: [example, _self_]
+        container: {kind: pyxis}
+        """)
+    code, _, err = _run(["model=llama8b", "cluster=pyxis", "dry_run=true"], capsys)
+    assert code == 2
+    assert err.strip() == "ftc: error: cluster.container.image: container kind pyxis needs cluster.container.image"
     assert not output_root.exists()
 
 

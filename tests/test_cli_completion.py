@@ -86,7 +86,8 @@ def test_field_names_follow_the_groups_chosen_on_the_line(shell_env):
     assert bash_complete("ftc method.lora.a", shell_env) == [
         "method.lora.adapter_dim=", "method.lora.adapter_dropout=", "method.lora.alpha="]
     # admins' fields are refused on the command line, so they are not offered
-    assert not [r for r in bash_complete("ftc cluster.", shell_env) if r.startswith(("cluster.setup", "cluster.env"))]
+    assert bash_complete("ftc cluster.", shell_env) == ["cluster.account=", "cluster.partition=", "cluster.qos="]
+    assert bash_complete("ftc cluster=example cluster.partitions.", shell_env) == []
 
 
 def test_field_values_from_the_schema_and_the_current_value(shell_env):

@@ -9,9 +9,11 @@ from ftc.compiler.driver import compile_point
 from ftc.compiler.errors import UserError
 from ftc.compiler.report import summary
 
+from site_files import admin_site
 
-def _estimate(*args: str):
-    _, run = compile_point(["cluster=example", "dry_run=true", *args])
+
+def _estimate(*args: str, cluster: str = "cluster=example"):
+    _, run = compile_point([cluster, "dry_run=true", *args])
     return run.plan.estimate, run.plan
 
 
@@ -24,9 +26,10 @@ def test_the_parts_add_up_to_the_estimate(output_root):
     assert estimate.parts["checkpoints"] > estimate.parts["train"]  # ~1 TB a checkpoint dominates a tiny dataset
 
 
-def test_the_cluster_bandwidth_scales_load_and_checkpoints(output_root):
+def test_the_cluster_bandwidth_scales_load_and_checkpoints(output_root, tmp_path, monkeypatch):
     slow, _ = _estimate("model=llama70b", "method=sft")
-    fast, _ = _estimate("model=llama70b", "method=sft", "cluster.fs_bandwidth_gbs=8")
+    fast_site = admin_site(tmp_path, monkeypatch, "example", {"fs_bandwidth_gbs": 8})
+    fast, _ = _estimate("model=llama70b", "method=sft", cluster=fast_site)
     for part in ("load", "checkpoints"):
         assert slow.parts[part] == pytest.approx(4 * fast.parts[part], rel=1e-3)
     assert slow.parts["train"] == fast.parts["train"]
@@ -51,8 +54,9 @@ def test_more_saves_cost_more_time(output_root):
     assert often.parts["checkpoints"] > 10 * rare.parts["checkpoints"]
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "fast", "1e9"])
-def test_bad_bandwidth_is_refused(output_root, value):
+@pytest.mark.parametrize("value", [0, -1, float("inf"), float("nan"), "inf", "fast", 1e9, ""])
+def test_bad_bandwidth_is_refused(output_root, tmp_path, monkeypatch, value):
+    cluster = admin_site(tmp_path, monkeypatch, "example", {"fs_bandwidth_gbs": value})
     with pytest.raises(UserError) as info:
-        _estimate("model=llama8b", f"cluster.fs_bandwidth_gbs={value}")
+        _estimate("model=llama8b", cluster=cluster)
     assert info.value.problems[0].startswith("cluster.fs_bandwidth_gbs")

@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from ftc.compiler.cli import main
+
+from site_files import admin_site
 from slurm_fixtures import CI_SITE, require_slurm, slurm
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -44,14 +46,6 @@ def _fill(arg: str, places: dict[str, str]) -> str:
     return arg
 
 
-def _admin_site(tmp_path: Path, cluster: dict, monkeypatch) -> None:
-    site = tmp_path / "admin-site"
-    (site / "cluster").mkdir(parents=True)
-    text = yaml.safe_dump({"defaults": ["example", "_self_"], **cluster}, allow_unicode=True)
-    (site / "cluster" / "hostile.yaml").write_text(text)
-    monkeypatch.setenv("FTC_SITE_CONFIG", str(site))
-
-
 def _refused(args: list[str], capsys) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exit_info:
         main(args)
@@ -73,10 +67,10 @@ def test_hostile_request_is_one_line(case, places, output_root, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     args = [_fill(a, places) for a in case["args"]]
     if "site" in case:
-        _admin_site(tmp_path, case["site"], monkeypatch)
-        args = ["cluster=hostile", *args]
+        args = [admin_site(tmp_path, monkeypatch, "example", case["site"], name="hostile"), *args]
     code, out, err = _refused([*args, "dry_run=true"], capsys)
     assert_one_clean_line(code, out, err, case["field"], output_root)
+    assert case.get("says", "") in err, err
     assert not (tmp_path / "PWNED").exists()
 
 

@@ -1,4 +1,5 @@
-"""Overrides stay overrides: no command line brings in raw shell, Slurm options, templates or guard rails.
+"""Overrides stay overrides: no command line brings in raw shell, Slurm options, templates, guard rails
+or any other of a site's limits (a partition's time, nodes, GPUs, memory; ports; the container).
 
 Whatever the override (+key, ++key, ~key, hydra.*, a group pointing at a path, a package, an
 interpolation), the composed job's admin-owned fields are exactly those of the site's own files, or
@@ -15,15 +16,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftc.compiler.config.compose import compose_config, load_job, resolve
+from ftc.compiler.config.owners import SITE, owner
+from ftc.compiler.config.schema import ClusterConfig
 from ftc.compiler.errors import UserError
 
-ADMIN_FIELDS = ("setup", "env", "sbatch_extra", "template_dir")
+# Every cluster field the schema gives the site: limits and facts as well as raw shell.
+ADMIN_FIELDS = tuple(f for f in ClusterConfig.model_fields if owner(f"cluster.{f}") == SITE)
 CONF = Path(str(resources.files("ftc.conf")))
 
 
+def _site_values(cluster: ClusterConfig) -> tuple:
+    dumped = cluster.model_dump()
+    return tuple(dumped[f] for f in ADMIN_FIELDS)
+
+
 def _admin_view(job) -> tuple:
-    cluster = job.cluster
-    return tuple(getattr(cluster, f) for f in ADMIN_FIELDS), job.model.training_options
+    return _site_values(job.cluster), job.model.training_options
 
 
 def _options(group: str) -> list[str]:
@@ -36,7 +44,7 @@ def admin_owned():
     clusters, models = [], []
     for option in _options("cluster"):
         cluster = resolve(compose_config([f"cluster={option}"])[0])["cluster"]
-        clusters.append(tuple(cluster.get(f) for f in ADMIN_FIELDS))
+        clusters.append(_site_values(ClusterConfig.model_validate(cluster)))
     for option in _options("model"):
         models.append(compose_config([f"model={option}"])[1])
     return clusters, models
@@ -68,7 +76,7 @@ def _owned(result, admin) -> bool:
     if isinstance(result, str):
         return True
     (cluster, training_options), (clusters, models) = result, admin
-    as_plain = tuple(v.model_dump() if hasattr(v, "model_dump") else v for v in cluster)
+    as_plain = cluster
     plain_options = {k: [o.model_dump() for o in v] for k, v in training_options.items()}
     return as_plain in clusters and any(plain_options == _plain(m) for m in models)
 
@@ -102,6 +110,13 @@ def _overrides(user: str) -> list[str]:
         "++model.training_options={}", "~model.training_options", "+model.training_options.X=[]",
         "model.urn=acme/evil@v1+CPU", "cluster/setup=[x]", "cluster.account=${cluster.setup}",
         "cluster.name=${oc.env:HOME}", "+cluster.setup@_global_=x", "cluster.partitions.local.gpu=cpu",
+        "cluster.partitions.local.max_time=999:00:00", "+cluster.partitions.local.max_nodes=64",
+        "++cluster.partitions.local.gpus_per_node=64", "~cluster.partitions.local.max_time",
+        "cluster.partitions={big: {gpu: cpu, gpus_per_node: 1}}", "+cluster.partitions.big={gpu: cpu, gpus_per_node: 1}",
+        "cluster.partitions.local.mem_per_node_gb=99999", "+cluster.gpus.fast={memory_gib: 1e6, bf16_tflops: 1, family: CPU}",
+        "cluster.container.image=x", "cluster.rdzv_port_first=1024", "cluster.fs_bandwidth_gbs=10000",
+        "cluster.executor=slurm", "cluster.array_parallelism=1000", "cluster.requeue_signal_seconds=30",
+        "cluster.partition=${cluster.name}", "cluster.account=${cluster.partitions.local.max_time}",
     ]
 
 
@@ -111,8 +126,9 @@ def test_the_check_sees_a_change(baseline):
     job, _ = load_job([f"output_root={root}"])
     assert _owned(_admin_view(job), admin)
     cluster, options = _admin_view(job)
-    setup, *rest = cluster
-    assert not _owned(((["touch PWNED", *setup], *rest), options), admin)
+    for field, value in (("setup", ["touch PWNED"]), ("partitions", {}), ("rdzv_port_first", 1024)):
+        changed = tuple(value if f == field else v for f, v in zip(ADMIN_FIELDS, cluster))
+        assert not _owned((changed, options), admin), field
     assert not _owned((cluster, {}), admin)
 
 
@@ -140,9 +156,13 @@ PREFIXES = st.sampled_from(["", "+", "++", "~"])
 KEYS = st.sampled_from(["cluster", "model", "hydra", "hydra.searchpath", "cluster.setup", "cluster.env",
                         "cluster.env.PATH", "cluster.sbatch_extra", "cluster.sbatch_extra.wrap", "cluster.template_dir",
                         "model.training_options", "model.training_options.CPU", "cluster/setup", "cluster@_global_",
-                        "cluster@cluster", "method", "data", "resources", "recipe", "+recipe", "model.urn"])
+                        "cluster@cluster", "method", "data", "resources", "recipe", "+recipe", "model.urn",
+                        "cluster.partitions", "cluster.partitions.local", "cluster.partitions.local.max_time",
+                        "cluster.partitions.local.max_nodes", "cluster.gpus", "cluster.container", "cluster.name",
+                        "cluster.rdzv_port_first", "cluster.fs_bandwidth_gbs", "cluster.partition", "cluster.qos"])
 VALUES = st.sampled_from(["evil", "example", "/tmp", "[touch PWNED]", "{setup: [touch PWNED]}", "${oc.env:HOME}",
-                          "{}", "[]", "null", "'touch PWNED'", "../cluster/evil", "tiny", "local"])
+                          "{}", "[]", "null", "'touch PWNED'", "../cluster/evil", "tiny", "local", "999:00:00", "64",
+                          "{local: {gpu: cpu, gpus_per_node: 64}}"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

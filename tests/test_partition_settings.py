@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+from site_files import admin_site
+
 SITE = """\
 name: pp
 executor: slurm
@@ -146,21 +148,22 @@ def test_container_setup_without_a_container_is_refused(site, ftc):
     assert result.code == 2 and "container_setup: needs cluster.container.kind pyxis or apptainer" in result.err
 
 
-@pytest.mark.parametrize("override,fragment", [
-    ("cluster.rdzv_port_first=80", "cluster.rdzv_port_first"),
-    ("cluster.rdzv_port_first=65000", "cluster.rdzv_port_count: ports 65000-65999 pass 65535"),
-    ("cluster.rdzv_port_count=0", "cluster.rdzv_port_count"),
-    ("cluster.rdzv_port_first=nan", "cluster.rdzv_port_first"),
-    ("cluster.rdzv_port_first=\"29500; rm -rf /\"", "cluster.rdzv_port_first"),
+@pytest.mark.parametrize("ports,fragment", [
+    ({"rdzv_port_first": 80}, "cluster.rdzv_port_first"),
+    ({"rdzv_port_first": 65000}, "cluster.rdzv_port_count: ports 65000-65999 pass 65535"),
+    ({"rdzv_port_count": 0}, "cluster.rdzv_port_count"),
+    ({"rdzv_port_first": float("nan")}, "cluster.rdzv_port_first"),
+    ({"rdzv_port_first": "29500; rm -rf /"}, "cluster.rdzv_port_first"),
 ])
-def test_bad_rendezvous_ranges(ftc, override, fragment):
-    result = ftc("cluster=example", "model=llama8b", "dry_run=true", override)
+def test_bad_rendezvous_ranges(ftc, tmp_path, monkeypatch, ports, fragment):
+    cluster = admin_site(tmp_path, monkeypatch, "example", ports)
+    result = ftc(cluster, "model=llama8b", "dry_run=true")
     assert result.code == 2 and len(result.err.splitlines()) == 1 and fragment in result.err, result.err
 
 
-def test_a_multi_node_script_takes_its_port_from_the_job(ftc):
-    result = ftc("cluster=example", "model=llama70b", "method=sft", "dry_run=true",
-                 "cluster.rdzv_port_first=40000", "cluster.rdzv_port_count=200")
+def test_a_multi_node_script_takes_its_port_from_the_job(ftc, tmp_path, monkeypatch):
+    cluster = admin_site(tmp_path, monkeypatch, "example", {"rdzv_port_first": 40000, "rdzv_port_count": 200})
+    result = ftc(cluster, "model=llama70b", "method=sft", "dry_run=true")
     assert result.code == 0, result.err
     assert "rdzv_port=$((40000 + SLURM_JOB_ID % 200))\n" in result.out
     assert '--rdzv-endpoint="$head_node:$rdzv_port" --rdzv-id="$SLURM_JOB_ID"' in result.out

@@ -7,15 +7,18 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftc.compiler.config.compose import load_job
+from ftc.compiler.config.owners import SITE, owner
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import compile_job
 
+from site_files import admin_cluster
 from test_golden import CASES, rendered
 
 SHELLCHECK = shutil.which("shellcheck")
@@ -41,7 +44,7 @@ HOSTILE = st.sampled_from(
     ["$(touch PWNED)", "`touch PWNED`", "; touch PWNED", "' ; touch PWNED; '", '" ; touch PWNED; "',
      "${IFS}touch${IFS}PWNED", "a\ntouch PWNED", "$((1))", "\\", "* ?", "--x=$(touch PWNED)", "|touch PWNED", "&& touch PWNED"]
 )
-# Every user-settable string that could reach the script (some are refused by the schema first).
+# Every string that could reach the script, a user's or an admin's (some are refused by the schema first).
 FIELDS = ["cluster.account", "cluster.qos", "output_root", "cluster.partitions.local.constraint",
           "cluster.container.image", "model.path", "namespace", "name", "data.name"]
 
@@ -72,11 +75,17 @@ def _hydra_quoted(value: str) -> str:
 def test_hostile_strings_never_execute(field, value, tmp_path_factory):
     work = tmp_path_factory.mktemp("hostile")
     overrides = [f"{field}={_hydra_quoted(value)}", f"output_root={work / 'runs'}"]
-    if field == "cluster.container.image":
-        overrides.append("cluster.container.kind=apptainer")
+    site = {}
+    if owner(field) == SITE:  # an admin's value: from a site file, as the command line may not set it
+        changes = {field.removeprefix("cluster."): value}
+        if field == "cluster.container.image":
+            changes["container.kind"] = "apptainer"
+        overrides[0] = admin_cluster(work / "site", "local", changes)
+        site = {"FTC_SITE_CONFIG": str(work / "site")}
     try:
-        job, resolved = load_job(overrides)
-        script = compile_job(job, resolved).script
+        with mock.patch.dict(os.environ, site):
+            job, resolved = load_job(overrides)
+            script = compile_job(job, resolved).script
     except UserError:
         return  # refused with a clear line: it never reaches a shell
     bin_dir = work / "bin"

@@ -3,7 +3,8 @@ and examples/site, plain and pyxis): each compiles to a script that passes shell
 `sbatch --test-only` of the test controller, or is refused in one line.
 
 The test controller's partitions carry the same names and GRES types, two nodes each, so plans are
-capped at two nodes (cluster.partitions.<p>.max_nodes=2); .ci/slurm/slurm.conf has the shape.
+capped at two nodes (partitions.<p>.max_nodes: 2 in an admin's file over each site's, as the command
+line may not set a site's limits); .ci/slurm/slurm.conf has the shape.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ftc.compiler.config.sites import shipped_conf
 from ftc.compiler.driver import compile_point
 from ftc.compiler.errors import UserError
 from ftc.compiler.submit.folder import write_run
+from site_files import admin_cluster
 from slurm_fixtures import REPO, require_slurm, slurm
 
 EXAMPLE_SITE = REPO / "examples" / "site"
@@ -36,15 +38,21 @@ def _partitions(cluster_file: Path) -> list[str]:
     return list(yaml.safe_load(cluster_file.read_text())["partitions"])
 
 
+def _capped(folder: Path) -> None:
+    """Each site's cluster at two nodes a partition: `<cluster>-2nodes`, as the test controller has."""
+    for cluster, cluster_file in SITES.items():
+        two = {f"partitions.{partition}.max_nodes": 2 for partition in _partitions(cluster_file)}
+        admin_cluster(folder, cluster, two, name=f"{cluster}-2nodes")
+
+
 def _compile_all(output_root: Path) -> tuple[list[Path], dict[str, str]]:
     scripts, refused = [], {}
     for cluster, cluster_file in SITES.items():
         for partition in _partitions(cluster_file):
             for model in MODELS:
                 for method in METHODS:
-                    args = [f"cluster={cluster}", f"cluster.partition={partition}", f"model={model}",
-                            f"method={method}", f"cluster.partitions.{partition}.max_nodes=2", "dry_run=true",
-                            f"name={model.replace('.', '-')}-{method}"]
+                    args = [f"cluster={cluster}-2nodes", f"cluster.partition={partition}", f"model={model}",
+                            f"method={method}", "dry_run=true", f"name={model.replace('.', '-')}-{method}"]
                     key = " ".join(args[:4])
                     try:
                         _, run = compile_point(args)
@@ -58,9 +66,10 @@ def _compile_all(output_root: Path) -> tuple[list[Path], dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site-scripts")
+    root, capped = tmp_path_factory.mktemp("site-scripts"), tmp_path_factory.mktemp("two-nodes-site")
+    _capped(capped)
     saved = {k: os.environ.get(k) for k in ("FTC_SITE_CONFIG", "FTC_OUTPUT_ROOT")}
-    os.environ["FTC_SITE_CONFIG"] = str(EXAMPLE_SITE)
+    os.environ["FTC_SITE_CONFIG"] = f"{capped}{os.pathsep}{EXAMPLE_SITE}"
     os.environ["FTC_OUTPUT_ROOT"] = str(root)
     try:
         yield _compile_all(root)

@@ -19,6 +19,7 @@ from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.submit.submitter import render_sweep
 
+from site_files import admin_cluster
 from slurm_fixtures import CI_SITE, REPO, jobs, queued_names, site, slurm  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -78,6 +79,7 @@ def refusing_site(site, tmp_path_factory):
     parts["a100"].update(max_nodes=4, max_time="3-00:00:00")
     cluster["name"] = "refusing"
     (folder / "cluster" / "refusing.yaml").write_text(yaml.safe_dump(cluster))
+    admin_cluster(folder, "refusing", {"partitions.h100.constraint": "v100"}, name="constrained")
     return {"FTC_SITE_CONFIG": f"{folder}{os.pathsep}{CI_SITE}"}
 
 
@@ -89,13 +91,15 @@ def refusing_site(site, tmp_path_factory):
          "resources.gpus_per_node: Slurm cannot place 2 nodes x 16 GPUs"),
         (["cluster.partition=a100", "resources.time=2-00:00:00"], "resources.time: Slurm refused --time=2-00:00:00"),
         (["cluster.partition=a100", "resources.nodes=3", "method.batch_size=24"], "resources.nodes: Slurm refused 3 node(s) in partition a100"),
-        (["cluster.partitions.h100.constraint=v100"], "cluster.partitions.h100.constraint: Slurm refused constraint 'v100'"),
+        (["cluster=constrained"], "cluster.partitions.h100.constraint: Slurm refused constraint 'v100'"),
         (["cluster.partition=nosuch", "preflight=false"], "cluster.partition: Slurm refused partition 'nosuch'"),
     ],
 )
 def test_refusal_is_one_line_and_nothing_is_queued(site, refusing_site, overrides, expected):
     name = f"refused-{abs(hash(tuple(overrides))) % 10**6}"
-    cli = site.ftc("cluster=refusing", f"data.path={site.data}", f"name={name}", *overrides, **refusing_site)
+    cluster = [o for o in overrides if o.startswith("cluster=")] or ["cluster=refusing"]
+    overrides = [o for o in overrides if not o.startswith("cluster=")]
+    cli = site.ftc(*cluster, f"data.path={site.data}", f"name={name}", *overrides, **refusing_site)
     assert cli.code == 2, cli.out + cli.err
     lines = cli.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ftc: error: {expected}"), cli.err

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import ValidationError
 
-from ftc.compiler.config.schema import ADMIN_ONLY, JobConfig
+from ftc.compiler.config.owners import SITE, owner, site_line
+from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.config.sites import GROUPS, initialize_hydra, site_folders
 from ftc.compiler.config.urn import expand_urn_override
 from ftc.compiler.config.validation import field_names, format_validation_error
@@ -42,16 +43,22 @@ def _parser():
 
 
 def parse_overrides(args: Sequence[str]):
+    """Hydra's overrides, each one a value the user may set: every form (+, ++, ~, a sweep) is
+    refused here, before any composing, when its key is not the user's."""
     from hydra.errors import OverrideParseException
 
     try:
-        return _parser().parse_overrides(list(args))
+        overrides = _parser().parse_overrides(list(args))
     except OverrideParseException as exc:
         bad = next((a for a in args if not _parses(a)), "")
         key = bad.split("=", 1)[0].lstrip("+~") if "=" in bad else ""
+        if key and owner(key) == SITE:  # the key alone refuses it, whatever the value
+            raise UserError(site_line(key)) from None
         if key and GROUP_OPTION.fullmatch(key.replace("/", ".").replace("@", ".")):
             raise UserError(f"{key}: not a valid override: cannot read the value in {bad!r}; quote it: {key}='...'") from None
         raise UserError(f"override: {str(exc).splitlines()[0]}") from None
+    _refuse_admin_overrides(overrides)
+    return overrides
 
 
 def _parses(arg: str) -> bool:
@@ -137,8 +144,6 @@ def compose_config(args: Sequence[str]) -> tuple[DictConfig, dict]:
     from hydra.errors import HydraException
 
     overrides = parse_overrides(expand_urn_override(args))
-    _refuse_admin_overrides(overrides)
-    _refuse_partition_shell(overrides)
     groups = tuple(o.input_line for o in overrides if _is_group_override(o))
     values = [o for o in overrides if not _is_group_override(o)]
     base, training_options = _split_training_options(groups, tuple(site_folders()))
@@ -192,20 +197,8 @@ def _refuse_admin_overrides(overrides) -> None:
                                   and GROUP_OPTION.fullmatch(override.value())):
             raise UserError(f"{key}: choose one of its config files by name, as {key}=OPTION "
                             "(no paths, interpolations, +, ++ or ~)")
-        if any(key == field or key.startswith(field + ".") for field in ADMIN_ONLY):
-            raise UserError(f"{key}: set in the site's config files, not on the command line (admins own raw shell and guard rails)")
-
-
-PARTITION_SHELL = ("setup", "container_setup", "env", "sbatch_extra")
-
-
-def _refuse_partition_shell(overrides) -> None:
-    """A partition's raw shell and extra directives, like the cluster's, come from site files only."""
-    for override in overrides:
-        parts = override.key_or_group.split(".")
-        if parts[:2] == ["cluster", "partitions"] and (len(parts) < 4 or parts[3] in PARTITION_SHELL):
-            raise UserError(f"{override.key_or_group}: set in the site's config files, not on the command line "
-                            "(admins own raw shell and guard rails)")
+        if owner(key) == SITE:  # the schema's set_by: a site's limits, raw shell and guard rails
+            raise UserError(site_line(key))
 
 
 def resolve(cfg: DictConfig) -> dict:

@@ -91,5 +91,11 @@ PathText = Annotated[str, AfterValidator(path_text)]
 EnvName = Annotated[str, AfterValidator(env_name)]
 
 
+# Who sets a field (json_schema_extra of a model or a field; the innermost marker wins): the site's
+# admins in their config files, or the user on the command line. compiler/config/owners.py reads it.
+SET_BY_SITE = {"set_by": "site"}
+SET_BY_USER = {"set_by": "user"}
+
+
 TrainingType = Literal["sft", "dpo", "grpo"]
 FinetuningType = Literal["lora", "all_weights"]

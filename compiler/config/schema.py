@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ftc.compiler.config.fields import (
     MAX_COUNT,
+    SET_BY_SITE,
+    SET_BY_USER,
     Auto,
     EnvName,
     FinetuningType,
@@ -70,7 +72,7 @@ class ModelConfig(Strict):
     path: ShellText = Field(description="where the weights are on the cluster; an admin may use ${oc.env:...}")
     architecture: Architecture
     training_options: dict[str, list[TrainingOption]] = Field(
-        description="supported options per GPU variant (A100, H100, ...)"
+        description="supported options per GPU variant (A100, H100, ...)", json_schema_extra=SET_BY_SITE
     )
     variant: str | None = Field(None, description="the +VARIANT asked for by model.urn; must match the partition's GPU")
 
@@ -200,12 +202,19 @@ class SiteGpu(Strict):
 
 
 class ClusterConfig(Strict):
+    """The site's cluster: its admins set every field in a site file; a user picks only the partition,
+    account and QoS (Slurm checks the user may use them)."""
+
+    model_config = ConfigDict(json_schema_extra=SET_BY_SITE)
+
     name: str
     executor: Literal["local", "slurm"]
-    partition: str = Field(description="the partition to run in; a key of cluster.partitions")
+    partition: str = Field(
+        description="the partition to run in; a key of cluster.partitions", json_schema_extra=SET_BY_USER
+    )
     partitions: dict[str, Partition] = Field(min_length=1)
-    account: ShellText | None = None
-    qos: ShellText | None = None
+    account: ShellText | None = Field(None, json_schema_extra=SET_BY_USER)
+    qos: ShellText | None = Field(None, json_schema_extra=SET_BY_USER)
     gpu_request: Literal["gpus-per-node", "gres"] = Field(
         "gpus-per-node", description="how GPUs are asked for: --gpus-per-node=N or --gres=gpu:TYPE:N"
     )
@@ -375,5 +384,3 @@ class JobConfig(Strict):
 
 # Fields that change nothing in the files a plan writes, so they stay out of the run id.
 RUN_ID_EXCLUDED = ("dry_run", "strict", "preflight", "detach")
-# Admin-only fields: raw shell, templates and guard rails never come from a command-line override.
-ADMIN_ONLY = ("cluster.setup", "cluster.template_dir", "cluster.sbatch_extra", "cluster.env", "model.training_options")
