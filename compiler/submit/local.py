@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
+from ftc.compiler.render.sbatch import threads_per_worker
 from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord, load, new_record, now, read_record,
                                   write_record)
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
@@ -43,6 +44,8 @@ def launch_env(plan: Plan) -> dict[str, str]:
     env = {**os.environ, **plan.job.cluster.job_env, "FTC_RUN_DIR": plan.run_dir}
     if plan.gpu == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
+    if plan.topology.gpus_per_node > 1:  # as job.sbatch does
+        env.setdefault("OMP_NUM_THREADS", str(threads_per_worker(plan)))
     return env
 
 
