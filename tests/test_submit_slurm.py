@@ -74,6 +74,7 @@ def refusing_site(site, tmp_path_factory):
     cluster = yaml.safe_load((CI_SITE / "cluster" / "ci.yaml").read_text())
     parts = cluster["partitions"]
     parts["nosuch"] = dict(parts["h100"])
+    parts["gpuH100x8"] = dict(parts["h100"], gres_type="h200")  # a type the nodes (gpu:h100:8) lack
     parts["h100"].update(gpus_per_node=16, max_nodes=4)
     parts["a100"].update(max_nodes=4, max_time="3-00:00:00")
     cluster["name"] = "refusing"
@@ -86,7 +87,11 @@ def refusing_site(site, tmp_path_factory):
     [
         (["cluster.partition=nosuch"], "cluster.partition: Slurm refused partition 'nosuch': Invalid partition name specified"),
         (["resources.nodes=2", "resources.gpus_per_node=16", "method.batch_size=32"],
-         "resources.gpus_per_node: Slurm cannot place 2 nodes x 16 GPUs"),
+         "resources.gpus_per_node: Slurm cannot place 2 nodes x 16 GPUs (--gres=gpu:h100:16; nodes have gpu:h100:8; "
+         "96 CPUs per node) in partition h100 (Requested node configuration is not available)"),
+        (["cluster.partition=gpuH100x8"],
+         "cluster.partitions.gpuH100x8.gres_type: Slurm refused --gres=gpu:h200:1 in partition gpuH100x8: its nodes "
+         "have no GPU of type 'h200', they have gpu:h100:8 (Requested node configuration is not available)"),
         (["cluster.partition=a100", "resources.time=2-00:00:00"], "resources.time: Slurm refused --time=2-00:00:00"),
         (["cluster.partition=a100", "resources.nodes=3", "method.batch_size=24"], "resources.nodes: Slurm refused 3 node(s) in partition a100"),
         (["cluster.partitions.h100.constraint=v100"], "cluster.partitions.h100.constraint: Slurm refused constraint 'v100'"),
@@ -101,6 +106,22 @@ def test_refusal_is_one_line_and_nothing_is_queued(site, refusing_site, override
     assert len(lines) == 1 and lines[0].startswith(f"ftc: error: {expected}"), cli.err
     assert not any(name in job for job in queued_names())
     assert not list(site.root.glob(f"*/{name}/*/job.json"))
+
+
+def test_a_gres_refusal_names_the_gres_type_and_shows_slurms_words_escaped(site, refusing_site, monkeypatch, tmp_path):
+    """An unparsable --gres (e.g. a cluster whose slurm.conf has no gpu GRES) blames the type ftc sent,
+    never the GPU count; whatever Slurm's message holds, the line shows it escaped."""
+    from ftc.compiler.config.compose import load_job
+    from ftc.compiler.planning.build import compile_job
+    from ftc.compiler.submit.submitter import refusal
+
+    monkeypatch.setenv("FTC_SITE_CONFIG", refusing_site["FTC_SITE_CONFIG"])
+    job, resolved = load_job(["cluster=refusing", "cluster.partition=gpuH100x8", f"data.path={site.data}",
+                              f"output_root={tmp_path}"])
+    plan = compile_job(job, resolved).plan
+    line = refusal(plan, 'Invalid generic resource (gres) specification \x1b[2J"q"\\\u2028')
+    assert line == ("cluster.partitions.gpuH100x8.gres_type: Slurm refused --gres=gpu:h200:1 in partition gpuH100x8: "
+                    'Invalid generic resource (gres) specification \\x1b[2J"q"\\\\u2028')
 
 
 def test_no_sbatch_on_path_is_one_line(site):

@@ -82,6 +82,11 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
     return env
 
 
+def gres_type_field(cluster) -> str:
+    """The field the TYPE in --gres=gpu:TYPE:N comes from."""
+    return f"cluster.partitions.{cluster.partition}.gres_type" if cluster.chosen.gres_type else "cluster.gres_name"
+
+
 def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, object | None]]:
     job, topo = plan.job, plan.topology
     cluster, partition = job.cluster, job.cluster.chosen
@@ -93,8 +98,7 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
     ]
     if partition.gpu != "cpu":
         if cluster.gpu_request == "gres":
-            field = (f"cluster.partitions.{cluster.partition}.gres_type" if partition.gres_type
-                     else "cluster.gres_name")
+            field = gres_type_field(cluster)
             gres_type = f"{slurm.slurm_name(field, cluster.gres_type)}:" if cluster.gres_type else ""
             directives.append(("gres", f"gpu:{gres_type}{topo.gpus_per_node}"))
         else:

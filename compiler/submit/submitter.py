@@ -20,10 +20,11 @@ from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.planning.plan import Plan
-from ftc.compiler.render.sbatch import ShellRaw, environment, sbatch_directives
+from ftc.compiler.render.sbatch import ShellRaw, environment, gres_type_field, sbatch_directives
 from ftc.compiler.runfolder import write_atomic
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
+from ftc.compiler.runs.terminal import printable
 from ftc.compiler.submit import slurm
 
 SWEEP_TEMPLATE = "sweep.sbatch.j2"
@@ -38,6 +39,7 @@ def refusal(plan: Plan, message: str) -> str:
     """Slurm's refusal as one line naming the field to change."""
     topo, cluster = plan.topology, plan.job.cluster
     name, partition = cluster.partition, cluster.chosen
+    message = printable(message)  # Slurm's words, escaped: one line whatever they hold
     text = message.lower()
     if "invalid partition" in text:
         return f"cluster.partition: Slurm refused partition {name!r}: {message}"
@@ -51,12 +53,40 @@ def refusal(plan: Plan, message: str) -> str:
         return f"cluster.account: Slurm refused account {cluster.account!r}: {message}"
     if "qos" in text:
         return f"cluster.qos: Slurm refused QOS {cluster.qos!r}: {message}"
+    gres = dict(sbatch_directives(plan)).get("gres")
+    if gres is not None and ("node configuration is not available" in text or "gres" in text):
+        return gres_refusal(plan, str(gres), message)
     if "node configuration is not available" in text:
-        units = "CPU workers" if plan.gpu == "cpu" else "GPUs"
-        nodes = f"{topo.nodes} node{'s' if topo.nodes > 1 else ''}"
-        return (f"resources.gpus_per_node: Slurm cannot place {nodes} x {topo.gpus_per_node} {units} "
-                f"({partition.cpus_per_node} CPUs per node) in partition {name} ({message})")
+        return f"resources.gpus_per_node: {_cannot_place(plan)} in partition {name} ({message})"
     return f"cluster: Slurm refused the job: {message}"
+
+
+def _cannot_place(plan: Plan, detail: str = "") -> str:
+    topo = plan.topology
+    units = ("CPU worker" if plan.gpu == "cpu" else "GPU") + ("s" if topo.gpus_per_node > 1 else "")
+    nodes = f"{topo.nodes} node{'s' if topo.nodes > 1 else ''}"
+    return (f"Slurm cannot place {nodes} x {topo.gpus_per_node} {units} "
+            f"({detail}{plan.job.cluster.chosen.cpus_per_node} CPUs per node)")
+
+
+def gres_refusal(plan: Plan, gres: str, message: str) -> str:
+    """A refusal of the --gres ftc sent: the GPU type when the partition's nodes have none of that
+    type (sinfo says what they have), else the count; never the count for a type they lack."""
+    cluster, name, gres_type = plan.job.cluster, plan.job.cluster.partition, plan.job.cluster.gres_type
+    field = gres_type_field(cluster) if gres_type else "cluster.gpu_request"
+    if "node configuration is not available" not in message.lower():
+        return f"{field}: Slurm refused --gres={gres} in partition {name}: {message}"
+    offered = slurm.partition_gres(name)
+    if offered is None:  # sinfo did not answer: both causes stay possible
+        other = f", or its nodes have no GPU of type {gres_type!r} ({field})" if gres_type else ""
+        return f"resources.gpus_per_node: {_cannot_place(plan, f'--gres={gres}; ')} in partition {name}{other} ({message})"
+    have = ", ".join(offered) or "no GRES"
+    types = {g.split(":")[1] for g in offered if g.startswith("gpu:") and g.count(":") >= 2}
+    if gres_type and gres_type not in types:
+        return (f"{field}: Slurm refused --gres={gres} in partition {name}: its nodes have no GPU of type "
+                f"{gres_type!r}, they have {have} ({message})")
+    return (f"resources.gpus_per_node: {_cannot_place(plan, f'--gres={gres}; nodes have {have}; ')} "
+            f"in partition {name} ({message})")
 
 
 def _outputs(run_dir: Path) -> str:
