@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import ftc
@@ -94,8 +95,9 @@ def _outputs(run_dir: Path) -> str:
     return ", ".join(f"{k} {v}" for k, v in paths.items()) or str(run_dir)
 
 
-def still_to_run(plan: Plan) -> bool:
-    """False for a completed run (nothing to do); raises for one that is pending or running."""
+def run_to_do(plan: Plan) -> tuple[bool, str | None]:
+    """(still to run, a line on the job the folder held before): False for a completed run (nothing
+    to do); raises for one that is pending or running."""
     run_dir = Path(plan.run_dir)
     view = runstate.resolve_states([runstate.load(run_dir)])[0]
     if view.damaged:
@@ -108,12 +110,19 @@ def still_to_run(plan: Plan) -> bool:
             f"follow it with ftc status {plan.run_id}, or stop it with ftc cancel {plan.run_id}"
         )
     if view.state == "completed":
-        print(f"run {plan.run_id} already completed (job {view.job}); outputs: {_outputs(run_dir)}")
-        return False
+        return False, f"run {plan.run_id} already completed (job {view.job}); outputs: {_outputs(run_dir)}"
     if view.record:
         ended = "is unknown to Slurm" if view.state == "unknown" else f"ended {view.label}"
-        print(f"run {plan.run_id}: job {view.job} {ended}; resubmitting (it resumes from its last checkpoint)")
-    return True
+        return True, f"run {plan.run_id}: job {view.job} {ended}; resubmitting (it resumes from its last checkpoint)"
+    return True, None
+
+
+def still_to_run(plan: Plan) -> bool:
+    """run_to_do for the CLI: its line printed."""
+    todo, note = run_to_do(plan)
+    if note:
+        print(note)
+    return todo
 
 
 def _preflight(plan: Plan, script: Path, job: JobConfig | None) -> None:
@@ -142,22 +151,42 @@ def _follow_lines(ref: str) -> list[str]:
 
 
 def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
-    """Submit one run; `job` is the validated request, for preflight and detach (default: on, off).
+    """The CLI's submission of one run: `submission`, its lines printed; a local run without
+    detach=true runs here in the foreground instead, its output streamed to the terminal."""
+    if run.plan.job.cluster.executor == "local" and not (job is not None and job.detach):
+        from ftc.compiler.submit import local
 
-    The check and the submission happen under the run folder's lock (see runs/lock.py); a local
-    run in the foreground lets go of it once its process and job.json exist."""
-    with contextlib.ExitStack() as held:
-        held.enter_context(run_lock(Path(run.plan.run_dir)))
-        if not still_to_run(run.plan):
-            return 0
+        with contextlib.ExitStack() as held:  # let go once the process and its job.json exist
+            held.enter_context(run_lock(Path(run.plan.run_dir)))
+            if not still_to_run(run.plan):
+                return 0
+            return local.foreground(run.plan, started=held.close)
+    for line in submission(run, job):
+        print(line)
+    return 0
+
+
+def submission(run: CompiledRun, job: JobConfig | None = None) -> Iterator[str]:
+    """Submit one run to Slurm, or start it detached here; yields what happened, line by line as it
+    happens, for the caller to show (the CLI prints them, the API server keeps its log its own).
+    `job` is the validated request, for preflight (default: on).
+
+    The check and the submission happen under the run folder's lock (see runs/lock.py)."""
+    with run_lock(Path(run.plan.run_dir)):
+        todo, note = run_to_do(run.plan)
+        if note:
+            yield note
+        if not todo:
+            return
         if run.plan.job.cluster.executor == "local":
             from ftc.compiler.submit import local
 
-            return local.run(run.plan, detach=job is not None and job.detach, started=held.close)
-        return _submit_slurm(run, job)
+            yield from local.background(run.plan)
+        else:
+            yield from _submit_slurm(run, job)
 
 
-def _submit_slurm(run: CompiledRun, job: JobConfig | None) -> int:
+def _submit_slurm(run: CompiledRun, job: JobConfig | None) -> Iterator[str]:
     plan = run.plan
     if not slurm.have("sbatch"):
         raise UserError(slurm.NO_SBATCH)
@@ -171,12 +200,11 @@ def _submit_slurm(run: CompiledRun, job: JobConfig | None) -> int:
         log=str(run_dir / "logs" / f"slurm-{job_id}.out"),
     ))
     t = plan.topology
-    print(f"submitted run {plan.run_id} as Slurm job {job_id} (partition {plan.job.cluster.partition}, "
-          f"{t.nodes} node{'s' * (t.nodes > 1)} x {t.gpus_per_node} {'CPU worker' if plan.gpu == 'cpu' else 'GPU'}"
-          f"{'s' * (t.gpus_per_node > 1)}, --time={plan.time_limit})")
-    print(f"run folder {run_dir}")
-    print("\n".join(_follow_lines(plan.run_id)))
-    return 0
+    yield (f"submitted run {plan.run_id} as Slurm job {job_id} (partition {plan.job.cluster.partition}, "
+           f"{t.nodes} node{'s' * (t.nodes > 1)} x {t.gpus_per_node} {'CPU worker' if plan.gpu == 'cpu' else 'GPU'}"
+           f"{'s' * (t.gpus_per_node > 1)}, --time={plan.time_limit})")
+    yield f"run folder {run_dir}"
+    yield from _follow_lines(plan.run_id)
 
 
 def common_directives(runs: list[CompiledRun]) -> list[tuple[str, object | None]]:
