@@ -141,7 +141,12 @@ def test_submission_completes_and_status_follows(site, jobs):
     assert cli.code == 0, cli.err
     record = site.record(run_dir)
     jobs.append(record["job"])
-    assert f"Slurm job {record['job']}" in cli.out and f"ftc logs {run_id} -f" in cli.out
+    plan = json.loads((run_dir / "plan.json").read_text())
+    workers = plan["topology"]["gpus_per_node"]
+    assert cli.out.splitlines() == [
+        f"submitted run {run_id} as Slurm job {record['job']} (partition h100, 1 node x {workers} GPU"
+        f"{'s' * (workers > 1)}, --time={plan['time_limit']})",
+        f"run folder {run_dir}", f"  ftc status {run_id}", f"  ftc logs {run_id} -f", f"  ftc cancel {run_id}"]
     script = (run_dir / "job.sbatch").read_bytes()
     stored = slurm("scontrol", "write", "batch_script", record["job"], "-")
     assert stored.stdout.encode() == script  # byte for byte
@@ -161,6 +166,25 @@ def test_submission_completes_and_status_follows(site, jobs):
     again = site.ftc(*args)
     assert again.code == 0 and "already completed" in again.out
     assert site.record(run_dir)["job"] == record["job"]
+
+
+def test_the_api_server_submits_to_slurm_without_printing_the_clis_lines(site, jobs, tmp_path):
+    """`ftc serve` submits as the CLI does, but the CLI's lines about it stay out of the server's log."""
+    from api_server import lora_body, start
+
+    server = start(tmp_path / "api", "--rate", "0", "cluster=ci", "cluster.partition=cpu", env={
+        k: v for k, v in site.env.items() if k != "FTC_OUTPUT_ROOT"})
+    try:
+        created = server.post("/v1/customization/jobs", json=lora_body(learning_rate=0.004))
+        assert created.status_code == 200, created.text
+        job = created.json()
+        jobs.append(job["status_details"]["job"])
+        assert server.wait_for(job["id"], timeout=90)["status"] == "completed"
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    for cli_line in ("submitted run", "run folder", "ftc status", "ftc logs", "ftc cancel"):
+        assert cli_line not in log, log
 
 
 def test_sweep_is_one_job_array(site, jobs):
