@@ -87,11 +87,11 @@ def refusing_site(site, tmp_path_factory):
     [
         (["cluster.partition=nosuch"], "cluster.partition: Slurm refused partition 'nosuch': Invalid partition name specified"),
         (["resources.nodes=2", "resources.gpus_per_node=16", "method.batch_size=32"],
-         "resources.gpus_per_node: Slurm cannot place 2 nodes x 16 GPUs (--gres=gpu:h100:16; nodes have gpu:h100:8; "
-         "96 CPUs per node) in partition h100 (Requested node configuration is not available)"),
+         ("resources.gpus_per_node: Slurm cannot place 2 nodes x 16 GPUs (--gres=gpu:h100:16; nodes have gpu:h100:8; "
+          "96 CPUs per node) in partition h100 (Requested node configuration is not available)")),
         (["cluster.partition=gpuH100x8"],
-         "cluster.partitions.gpuH100x8.gres_type: Slurm refused --gres=gpu:h200:1 in partition gpuH100x8: its nodes "
-         "have no GPU of type 'h200', they have gpu:h100:8 (Requested node configuration is not available)"),
+         ("cluster.partitions.gpuH100x8.gres_type: Slurm refused --gres=gpu:h200:1 in partition gpuH100x8: its nodes "
+          "have no GPU of type 'h200', they have gpu:h100:8 (Requested node configuration is not available)")),
         (["cluster.partition=a100", "resources.time=2-00:00:00"], "resources.time: Slurm refused --time=2-00:00:00"),
         (["cluster.partition=a100", "resources.nodes=3", "method.batch_size=24"], "resources.nodes: Slurm refused 3 node(s) in partition a100"),
         (["cluster.partitions.h100.constraint=v100"], "cluster.partitions.h100.constraint: Slurm refused constraint 'v100'"),
@@ -144,8 +144,8 @@ def test_submission_completes_and_status_follows(site, jobs):
     plan = json.loads((run_dir / "plan.json").read_text())
     workers = plan["topology"]["gpus_per_node"]
     assert cli.out.splitlines() == [
-        f"submitted run {run_id} as Slurm job {record['job']} (partition h100, 1 node x {workers} GPU"
-        f"{'s' * (workers > 1)}, --time={plan['time_limit']})",
+        (f"submitted run {run_id} as Slurm job {record['job']} (partition h100, 1 node x {workers} GPU"
+         f"{'s' * (workers > 1)}, --time={plan['time_limit']})"),
         f"run folder {run_dir}", f"  ftc status {run_id}", f"  ftc logs {run_id} -f", f"  ftc cancel {run_id}"]
     script = (run_dir / "job.sbatch").read_bytes()
     stored = slurm("scontrol", "write", "batch_script", record["job"], "-")

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
-from ftc.compiler.render.sbatch import threads_per_worker
 from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord, load, new_record, now, read_record,
                                   write_record)
+from ftc.compiler.render.sbatch import threads_per_worker
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
