@@ -21,6 +21,15 @@ PROGRESS_ENV = "FTC_PROGRESS"
 CLEAR = "\r\x1b[K"
 PACKAGE = os.path.dirname(os.path.realpath(os.path.join(os.path.dirname(__file__), "__init__.py")))
 FTC_ROOT = os.path.dirname(PACKAGE)
+# Not for the person watching even when raised at ftc's call site: a library's API change is ftc's to fix.
+DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def is_ftc_source(filename: str) -> bool:
+    """A file of ftc's own source, not of a library installed under ftc's folder (a checkout's .venv)."""
+    relative = os.path.relpath(os.path.realpath(filename), FTC_ROOT)
+    parts = relative.split(os.sep)
+    return parts[0] != ".." and not any(p.startswith(".") or p in ("site-packages", "dist-packages") for p in parts)
 
 
 def log_name(rank: int) -> str:
@@ -95,7 +104,7 @@ class Console:
     def _showwarning(self, message, category, filename, lineno, file=None, line=None) -> None:
         """Every warning goes to the log file; ftc's own also to the terminal."""
         self._showwarning_to_log(message, category, filename, lineno, file, line)
-        if os.path.realpath(filename).startswith(FTC_ROOT + os.sep):
+        if is_ftc_source(filename) and not issubclass(category, DEVELOPER_WARNINGS):
             self.say(f"[ftc] warning: {message}")
 
 

@@ -123,6 +123,9 @@ def test_detach_returns_at_once_and_logs_follow(local):
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started < 4
     run_dir = run_dir_of(proc.stdout)
+    run_id, pid = run_dir.name, json.loads((run_dir / "job.json").read_text())["pid"]
+    assert proc.stdout.splitlines() == [f"started run {run_id} in the background (pid {pid})", f"run folder {run_dir}",
+                                        f"  ftc status {run_id}", f"  ftc logs {run_id} -f", f"  ftc cancel {run_id}"]
     assert state(local, run_dir.name) == "running"
     busy = local("name=bg", "detach=true")
     assert busy.returncode == 2 and "already running" in busy.stderr
@@ -165,8 +168,35 @@ def test_failure_says_exit_code(local):
     assert proc.returncode == 1
     run_dir = run_dir_of(proc.stdout)
     assert state(local, run_dir.name) == "failed (exit code 3)"
+    failed_job = json.loads((run_dir / "job.json").read_text())["job"]
     again = local("name=fails")
-    assert again.returncode == 0 and "resubmitting" in again.stdout
+    assert again.returncode == 0 and again.stdout.startswith(
+        f"run {run_dir.name}: job {failed_job} ended failed (exit code 3); "
+        "resubmitting (it resumes from its last checkpoint)\nrunning run "), again.stdout
+
+
+def test_the_api_server_submits_without_printing_the_clis_lines(local, tmp_path):
+    """`ftc serve` submits through the CLI's submission, but the lines the CLI prints about it (started,
+    run folder, the follow commands, resubmitting) are the CLI's: none reaches the server's log."""
+    from api_server import lora_body, start
+
+    env = {**{k: v for k, v in local.env.items() if k != "FTC_OUTPUT_ROOT"}, "FAKE_TORCHRUN_EXIT": "3"}
+    server = start(tmp_path / "api", "--rate", "0", "cluster=local", env=env)
+    try:
+        created = server.post("/v1/customization/jobs", json=lora_body())
+        assert created.status_code == 200, created.text
+        job_id = created.json()["id"]
+        assert server.wait_for(job_id, timeout=60)["status"] == "failed"
+        again = server.post("/v1/customization/jobs", json=lora_body())  # a failed run is submitted again
+        assert again.status_code == 200 and again.json()["id"] == job_id, again.text
+        assert server.wait_for(job_id, timeout=60)["status"] == "failed"
+    finally:
+        server.stop()
+    runs = list(server.root.glob(f"*/*/{job_id}/logs/local-exit.json"))
+    assert len(runs) == 1, server.files()
+    log = server.log.read_text()
+    for cli_line in ("started run", "run folder", "ftc status", "ftc logs", "ftc cancel", "resubmitting", "run "):
+        assert cli_line not in log, log
 
 
 def test_local_sweep_runs_points_in_turn(local):

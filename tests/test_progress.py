@@ -101,6 +101,53 @@ def test_a_tiny_lora_run_on_a_terminal_prints_at_most_40_lines(tmp_path_factory,
 
 
 @pytest.mark.train
+def test_two_workers_with_checkpointing_print_no_library_warnings(tmp_path_factory, tmp_path):
+    """torchrun's OMP_NUM_THREADS notice and TRL's use of a deprecated transformers property are the
+    libraries' business: the log file's, not the terminal's."""
+    cache = tmp_path_factory.getbasetemp()
+    env = {**os.environ, **OFFLINE_ENV, "FTC_OUTPUT_ROOT": str(tmp_path / "runs"), "FTC_CACHE": str(cache),
+           "TERM": "xterm"}
+    env.pop("OMP_NUM_THREADS", None)
+    code, raw = run_in_pty([sys.executable, "-m", "ftc", "method=lora", "model=tiny", "data=demo",
+                            "method.max_steps=3", "eval.max_rows=4", "resources.gpus_per_node=2",
+                            "resources.gradient_checkpointing=true"], env)
+    lines = screen_lines(raw)
+    assert code == 0, "\n".join(lines[-30:])
+    assert "layout     1 node x 2 CPU workers" in "\n".join(lines)
+    assert not [line for line in lines if "OMP_NUM_THREADS" in line or "*****" in line], lines
+    # this run raises none of ftc's own warnings: any such line would be a library's
+    assert not [line for line in lines if line.startswith("[ftc] warning:")], lines
+    run_dir = Path(next(line.split()[-1] for line in lines if line.startswith("run folder ")))
+    assert "`is_gradient_checkpointing` is deprecated" in (run_dir / "logs" / "train.log").read_text()
+
+
+def test_only_ftcs_own_warnings_reach_the_terminal():
+    """A library installed inside ftc's folder (a checkout's .venv) is not ftc, and a deprecation
+    raised at ftc's call site is ftc's to fix, not the user's: both only in the log file."""
+    import io
+
+    from ftc.runtime.console import FTC_ROOT, Console
+
+    console = Console()
+    console.out = io.StringIO()
+    logged = []  # stands for warnings.showwarning, which writes to fd 2: the log file once captured
+    console._showwarning_to_log = lambda message, *rest: logged.append(str(message))
+    own = os.path.join(FTC_ROOT, "runtime", "methods.py")
+    raised = [
+        (UserWarning("no GPU here: training in fp32"), own),
+        (FutureWarning("`is_gradient_checkpointing` is deprecated"),
+         os.path.join(FTC_ROOT, ".venv", "lib", "python3.12", "site-packages", "transformers", "modeling_utils.py")),
+        (UserWarning("a library's note"), os.path.join(FTC_ROOT, "venv", "lib", "python3.12", "site-packages", "x.py")),
+        (DeprecationWarning("`old_api` is deprecated"), own),
+        (UserWarning("elsewhere"), "/usr/lib/python3/dist-packages/torch/distributed/run.py"),
+    ]
+    for message, filename in raised:
+        console._showwarning(message, type(message), filename, 1)
+    assert console.out.getvalue() == "[ftc] warning: no GPU here: training in fp32\n"
+    assert logged == [str(message) for message, _ in raised]
+
+
+@pytest.mark.train
 def test_through_a_pipe_progress_is_plain_lines_without_carriage_returns(tmp_path_factory, tmp_path):
     tiny = str(tmp_path_factory.getbasetemp() / "tiny-llama-v1")
     run_dir = tmp_path / "plain"

@@ -75,6 +75,7 @@ def refusing_site(site, tmp_path_factory):
     cluster = yaml.safe_load((CI_SITE / "cluster" / "ci.yaml").read_text())
     parts = cluster["partitions"]
     parts["nosuch"] = dict(parts["h100"])
+    parts["gpuH100x8"] = dict(parts["h100"], gres_type="h200")  # a type the nodes (gpu:h100:8) lack
     parts["h100"].update(gpus_per_node=16, max_nodes=4)
     parts["a100"].update(max_nodes=4, max_time="3-00:00:00")
     cluster["name"] = "refusing"
@@ -88,7 +89,11 @@ def refusing_site(site, tmp_path_factory):
     [
         (["cluster.partition=nosuch"], "cluster.partition: Slurm refused partition 'nosuch': Invalid partition name specified"),
         (["resources.nodes=2", "resources.gpus_per_node=16", "method.batch_size=32"],
-         "resources.gpus_per_node: Slurm cannot place 2 nodes x 16 GPUs"),
+         ("resources.gpus_per_node: Slurm cannot place 2 nodes x 16 GPUs (--gres=gpu:h100:16; nodes have gpu:h100:8; "
+          "96 CPUs per node) in partition h100 (Requested node configuration is not available)")),
+        (["cluster.partition=gpuH100x8"],
+         ("cluster.partitions.gpuH100x8.gres_type: Slurm refused --gres=gpu:h200:1 in partition gpuH100x8: its nodes "
+          "have no GPU of type 'h200', they have gpu:h100:8 (Requested node configuration is not available)")),
         (["cluster.partition=a100", "resources.time=2-00:00:00"], "resources.time: Slurm refused --time=2-00:00:00"),
         (["cluster.partition=a100", "resources.nodes=3", "method.batch_size=24"], "resources.nodes: Slurm refused 3 node(s) in partition a100"),
         (["cluster=constrained"], "cluster.partitions.h100.constraint: Slurm refused constraint 'v100'"),
@@ -105,6 +110,22 @@ def test_refusal_is_one_line_and_nothing_is_queued(site, refusing_site, override
     assert len(lines) == 1 and lines[0].startswith(f"ftc: error: {expected}"), cli.err
     assert not any(name in job for job in queued_names())
     assert not list(site.root.glob(f"*/{name}/*/job.json"))
+
+
+def test_a_gres_refusal_names_the_gres_type_and_shows_slurms_words_escaped(site, refusing_site, monkeypatch, tmp_path):
+    """An unparsable --gres (e.g. a cluster whose slurm.conf has no gpu GRES) blames the type ftc sent,
+    never the GPU count; whatever Slurm's message holds, the line shows it escaped."""
+    from ftc.compiler.config.compose import load_job
+    from ftc.compiler.planning.build import compile_job
+    from ftc.compiler.submit.submitter import refusal
+
+    monkeypatch.setenv("FTC_SITE_CONFIG", refusing_site["FTC_SITE_CONFIG"])
+    job, resolved = load_job(["cluster=refusing", "cluster.partition=gpuH100x8", f"data.path={site.data}",
+                              f"output_root={tmp_path}"])
+    plan = compile_job(job, resolved).plan
+    line = refusal(plan, 'Invalid generic resource (gres) specification \x1b[2J"q"\\\u2028')
+    assert line == ("cluster.partitions.gpuH100x8.gres_type: Slurm refused --gres=gpu:h200:1 in partition gpuH100x8: "
+                    'Invalid generic resource (gres) specification \\x1b[2J"q"\\\\u2028')
 
 
 def test_no_sbatch_on_path_is_one_line(site):
@@ -124,7 +145,12 @@ def test_submission_completes_and_status_follows(site, jobs):
     assert cli.code == 0, cli.err
     record = site.record(run_dir)
     jobs.append(record["job"])
-    assert f"Slurm job {record['job']}" in cli.out and f"ftc logs {run_id} -f" in cli.out
+    plan = json.loads((run_dir / "plan.json").read_text())
+    workers = plan["topology"]["gpus_per_node"]
+    assert cli.out.splitlines() == [
+        (f"submitted run {run_id} as Slurm job {record['job']} (partition h100, 1 node x {workers} GPU"
+         f"{'s' * (workers > 1)}, --time={plan['time_limit']})"),
+        f"run folder {run_dir}", f"  ftc status {run_id}", f"  ftc logs {run_id} -f", f"  ftc cancel {run_id}"]
     script = (run_dir / "job.sbatch").read_bytes()
     stored = slurm("scontrol", "write", "batch_script", record["job"], "-")
     assert stored.stdout.encode() == script  # byte for byte
@@ -144,6 +170,25 @@ def test_submission_completes_and_status_follows(site, jobs):
     again = site.ftc(*args)
     assert again.code == 0 and "already completed" in again.out
     assert site.record(run_dir)["job"] == record["job"]
+
+
+def test_the_api_server_submits_to_slurm_without_printing_the_clis_lines(site, jobs, tmp_path):
+    """`ftc serve` submits as the CLI does, but the CLI's lines about it stay out of the server's log."""
+    from api_server import lora_body, start
+
+    server = start(tmp_path / "api", "--rate", "0", "cluster=ci", "cluster.partition=cpu", env={
+        k: v for k, v in site.env.items() if k != "FTC_OUTPUT_ROOT"})
+    try:
+        created = server.post("/v1/customization/jobs", json=lora_body(learning_rate=0.004))
+        assert created.status_code == 200, created.text
+        job = created.json()
+        jobs.append(job["status_details"]["job"])
+        assert server.wait_for(job["id"], timeout=90)["status"] == "completed"
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    for cli_line in ("submitted run", "run folder", "ftc status", "ftc logs", "ftc cancel"):
+        assert cli_line not in log, log
 
 
 def test_sweep_is_one_job_array(site, jobs):

@@ -99,7 +99,7 @@ class JobService:
         """(created, view): a new job, or the completed one the same body already made."""
         from ftc.compiler.driver import compile_point
         from ftc.compiler.submit.folder import write_run
-        from ftc.compiler.submit.submitter import still_to_run, submit_run
+        from ftc.compiler.submit.submitter import run_to_do, submission
 
         argv = command_line(self.operator, to_overrides(request, self.roots))
         with self.lock:
@@ -109,13 +109,13 @@ class JobService:
                 raise config_error(exc) from None
             run_dir = Path(run.plan.run_dir)
             try:
-                todo = still_to_run(run.plan)
+                todo, _ = run_to_do(run.plan)
             except UserError as exc:
                 raise Conflict(exc.problems[0], run.plan.run_id) from None
             if todo:
                 write_run(run)
                 if not job.dry_run:
-                    submit_run(run, job)
+                    list(submission(run, job))  # the CLI's lines: the response and the run folder say it all
             self._index[run.plan.run_id] = run_dir
             self._answers.pop(run.plan.run_id, None)
         return todo, runstate.resolve_states([runstate.load(run_dir)])[0]

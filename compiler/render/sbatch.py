@@ -82,6 +82,11 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
     return env
 
 
+def gres_type_field(cluster) -> str:
+    """The field the TYPE in --gres=gpu:TYPE:N comes from."""
+    return f"cluster.partitions.{cluster.partition}.gres_type" if cluster.chosen.gres_type else "cluster.gres_name"
+
+
 def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, object | None]]:
     job, topo = plan.job, plan.topology
     cluster, partition = job.cluster, job.cluster.chosen
@@ -93,14 +98,12 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
     ]
     if partition.gpu != "cpu":
         if cluster.gpu_request == "gres":
-            field = (f"cluster.partitions.{cluster.partition}.gres_type" if partition.gres_type
-                     else "cluster.gres_name")
+            field = gres_type_field(cluster)
             gres_type = f"{slurm.slurm_name(field, cluster.gres_type)}:" if cluster.gres_type else ""
             directives.append(("gres", f"gpu:{gres_type}{topo.gpus_per_node}"))
         else:
             directives.append(("gpus-per-node", topo.gpus_per_node))
-    share = topo.gpus_per_node / partition.gpus_per_node if partition.gpus_per_node else 1.0
-    directives.append(("cpus-per-task", max(1, int(partition.cpus_per_node * min(share, 1.0)))))
+    directives.append(("cpus-per-task", cpus_per_task(plan)))
     for flag, value in (("mem", partition.mem), ("mem-per-gpu", partition.mem_per_gpu)):
         if value is not None:
             directives.append((flag, value))
@@ -122,6 +125,19 @@ def sbatch_directives(plan: Plan, log_pattern: str = "%j") -> list[tuple[str, ob
     directives += sorted((slurm.extra_option(key), slurm.extra_value(key, value))
                          for key, value in extra_directives(cluster, directives))
     return directives
+
+
+def cpus_per_task(plan: Plan) -> int:
+    """The job's CPUs on each node: the partition's share for the GPUs it takes."""
+    partition, gpus = plan.job.cluster.chosen, plan.topology.gpus_per_node
+    share = gpus / partition.gpus_per_node if partition.gpus_per_node else 1.0
+    return max(1, int(partition.cpus_per_node * min(share, 1.0)))
+
+
+def threads_per_worker(plan: Plan) -> int:
+    """OMP_NUM_THREADS for several workers on a node: each its share of the job's CPUs. ftc sets it
+    so that torchrun neither picks its own (1) nor prints a notice about that into the job's log."""
+    return max(1, cpus_per_task(plan) // plan.topology.gpus_per_node)
 
 
 def _context(plan: Plan) -> dict:
@@ -147,6 +163,7 @@ def _context(plan: Plan) -> dict:
         if cluster.container.kind == "apptainer" else None,
         "container_setup": container_setup(cluster.chosen.container_setup),
         "nproc_per_node": topo.gpus_per_node,
+        "threads_per_worker": threads_per_worker(plan),
         "multi_node": topo.nodes > 1,
         "rdzv_port_first": cluster.rdzv_port_first,
         "rdzv_port_count": cluster.rdzv_port_count,

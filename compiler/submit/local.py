@@ -24,6 +24,7 @@ from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord, load, new_record, now, read_record,
                                   write_record)
+from ftc.compiler.render.sbatch import threads_per_worker
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
@@ -43,6 +44,8 @@ def launch_env(plan: Plan) -> dict[str, str]:
     env = {**os.environ, **plan.job.cluster.job_env, "FTC_RUN_DIR": plan.run_dir}
     if plan.gpu == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
+    if plan.topology.gpus_per_node > 1:  # as job.sbatch does
+        env.setdefault("OMP_NUM_THREADS", str(threads_per_worker(plan)))
     return env
 
 
@@ -206,11 +209,6 @@ def _record(run_dir: Path, pid: int, log: Path, detach: bool) -> None:
                                      script=str(run_dir / "job.sbatch")))
 
 
-def run(plan: Plan, detach: bool = False, started=lambda: None) -> int:
-    """`started()` is called once the process and its job.json exist (the caller's lock may go)."""
-    return background(plan) if detach else foreground(plan, started)
-
-
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the parent (ftc, or the supervisor) dies, so a killed
     parent takes torchrun, and through it the workers, along."""
@@ -219,6 +217,8 @@ def _die_with_parent() -> None:
 
 
 def foreground(plan: Plan, started=lambda: None) -> int:
+    """The run here, its output streamed to the terminal; `started()` is called once the process
+    and its job.json exist (the caller's lock may go)."""
     run_dir, log_path = _prepare(plan)
     interrupts = 0
     child: subprocess.Popen | None = None
@@ -270,7 +270,8 @@ def foreground(plan: Plan, started=lambda: None) -> int:
     return 1
 
 
-def background(plan: Plan) -> int:
+def background(plan: Plan) -> list[str]:
+    """The run detached, under its supervisor; what happened, in lines for the caller to show."""
     run_dir, log_path = _prepare(plan)
     with open(log_path, "ab") as log:
         log.write(f"== ftc: local run {plan.run_id} started {now()} (detached)\n".encode())
@@ -279,11 +280,9 @@ def background(plan: Plan) -> int:
                                  env=launch_env(plan), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, close_fds=True)
     _record(run_dir, child.pid, log_path, detach=True)
-    print(f"started run {plan.run_id} in the background (pid {child.pid})")
-    print(f"run folder {run_dir}")
-    for command in (f"ftc status {plan.run_id}", f"ftc logs {plan.run_id} -f", f"ftc cancel {plan.run_id}"):
-        print(f"  {command}")
-    return 0
+    return [f"started run {plan.run_id} in the background (pid {child.pid})", f"run folder {run_dir}",
+            *(f"  {command}" for command in (f"ftc status {plan.run_id}", f"ftc logs {plan.run_id} -f",
+                                             f"ftc cancel {plan.run_id}"))]
 
 
 def cancel(run_dir: Path, record: dict) -> str:

@@ -109,6 +109,17 @@ def submit(script: str, folder: Path) -> tuple[str, Path]:
     return job.job_id, Path(job.paths.submission_file)
 
 
+def partition_gres(partition: str) -> list[str] | None:
+    """The GRES the partition's nodes offer, as sinfo writes them (`gpu:h100:8`); None: no answer."""
+    if not have("sinfo"):
+        return None
+    proc = call("sinfo", "--noheader", f"--partition={partition}", "--format=%G")
+    if proc.returncode != 0:
+        return None
+    return sorted({item.split("(")[0] for line in proc.stdout.split() for item in line.split(",")
+                   if item and item != "(null)"})
+
+
 @dataclass(frozen=True)
 class JobInfo:
     """What Slurm says about one job (or one array task)."""

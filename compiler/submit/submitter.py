@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import ftc
@@ -20,10 +21,11 @@ from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.planning.plan import Plan
-from ftc.compiler.render.sbatch import ShellRaw, environment, sbatch_directives
+from ftc.compiler.render.sbatch import ShellRaw, environment, gres_type_field, sbatch_directives
 from ftc.compiler.runfolder import write_atomic
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
+from ftc.compiler.runs.terminal import printable
 from ftc.compiler.submit import slurm
 
 SWEEP_TEMPLATE = "sweep.sbatch.j2"
@@ -38,6 +40,7 @@ def refusal(plan: Plan, message: str) -> str:
     """Slurm's refusal as one line naming the field to change."""
     topo, cluster = plan.topology, plan.job.cluster
     name, partition = cluster.partition, cluster.chosen
+    message = printable(message)  # Slurm's words, escaped: one line whatever they hold
     text = message.lower()
     if "invalid partition" in text:
         return f"cluster.partition: Slurm refused partition {name!r}: {message}"
@@ -51,12 +54,40 @@ def refusal(plan: Plan, message: str) -> str:
         return f"cluster.account: Slurm refused account {cluster.account!r}: {message}"
     if "qos" in text:
         return f"cluster.qos: Slurm refused QOS {cluster.qos!r}: {message}"
+    gres = dict(sbatch_directives(plan)).get("gres")
+    if gres is not None and ("node configuration is not available" in text or "gres" in text):
+        return gres_refusal(plan, str(gres), message)
     if "node configuration is not available" in text:
-        units = "CPU workers" if plan.gpu == "cpu" else "GPUs"
-        nodes = f"{topo.nodes} node{'s' if topo.nodes > 1 else ''}"
-        return (f"resources.gpus_per_node: Slurm cannot place {nodes} x {topo.gpus_per_node} {units} "
-                f"({partition.cpus_per_node} CPUs per node) in partition {name} ({message})")
+        return f"resources.gpus_per_node: {_cannot_place(plan)} in partition {name} ({message})"
     return f"cluster: Slurm refused the job: {message}"
+
+
+def _cannot_place(plan: Plan, detail: str = "") -> str:
+    topo = plan.topology
+    units = ("CPU worker" if plan.gpu == "cpu" else "GPU") + ("s" if topo.gpus_per_node > 1 else "")
+    nodes = f"{topo.nodes} node{'s' if topo.nodes > 1 else ''}"
+    return (f"Slurm cannot place {nodes} x {topo.gpus_per_node} {units} "
+            f"({detail}{plan.job.cluster.chosen.cpus_per_node} CPUs per node)")
+
+
+def gres_refusal(plan: Plan, gres: str, message: str) -> str:
+    """A refusal of the --gres ftc sent: the GPU type when the partition's nodes have none of that
+    type (sinfo says what they have), else the count; never the count for a type they lack."""
+    cluster, name, gres_type = plan.job.cluster, plan.job.cluster.partition, plan.job.cluster.gres_type
+    field = gres_type_field(cluster) if gres_type else "cluster.gpu_request"
+    if "node configuration is not available" not in message.lower():
+        return f"{field}: Slurm refused --gres={gres} in partition {name}: {message}"
+    offered = slurm.partition_gres(name)
+    if offered is None:  # sinfo did not answer: both causes stay possible
+        other = f", or its nodes have no GPU of type {gres_type!r} ({field})" if gres_type else ""
+        return f"resources.gpus_per_node: {_cannot_place(plan, f'--gres={gres}; ')} in partition {name}{other} ({message})"
+    have = ", ".join(offered) or "no GRES"
+    types = {g.split(":")[1] for g in offered if g.startswith("gpu:") and g.count(":") >= 2}
+    if gres_type and gres_type not in types:
+        return (f"{field}: Slurm refused --gres={gres} in partition {name}: its nodes have no GPU of type "
+                f"{gres_type!r}, they have {have} ({message})")
+    return (f"resources.gpus_per_node: {_cannot_place(plan, f'--gres={gres}; nodes have {have}; ')} "
+            f"in partition {name} ({message})")
 
 
 def _outputs(run_dir: Path) -> str:
@@ -64,8 +95,9 @@ def _outputs(run_dir: Path) -> str:
     return ", ".join(f"{k} {v}" for k, v in paths.items()) or str(run_dir)
 
 
-def still_to_run(plan: Plan) -> bool:
-    """False for a completed run (nothing to do); raises for one that is pending or running."""
+def run_to_do(plan: Plan) -> tuple[bool, str | None]:
+    """(still to run, a line on the job the folder held before): False for a completed run (nothing
+    to do); raises for one that is pending or running."""
     run_dir = Path(plan.run_dir)
     view = runstate.resolve_states([runstate.load(run_dir)])[0]
     if view.damaged:
@@ -78,12 +110,19 @@ def still_to_run(plan: Plan) -> bool:
             f"follow it with ftc status {plan.run_id}, or stop it with ftc cancel {plan.run_id}"
         )
     if view.state == "completed":
-        print(f"run {plan.run_id} already completed (job {view.job}); outputs: {_outputs(run_dir)}")
-        return False
+        return False, f"run {plan.run_id} already completed (job {view.job}); outputs: {_outputs(run_dir)}"
     if view.record:
         ended = "is unknown to Slurm" if view.state == "unknown" else f"ended {view.label}"
-        print(f"run {plan.run_id}: job {view.job} {ended}; resubmitting (it resumes from its last checkpoint)")
-    return True
+        return True, f"run {plan.run_id}: job {view.job} {ended}; resubmitting (it resumes from its last checkpoint)"
+    return True, None
+
+
+def still_to_run(plan: Plan) -> bool:
+    """run_to_do for the CLI: its line printed."""
+    todo, note = run_to_do(plan)
+    if note:
+        print(note)
+    return todo
 
 
 def _preflight(plan: Plan, script: Path, job: JobConfig | None) -> None:
@@ -112,22 +151,42 @@ def _follow_lines(ref: str) -> list[str]:
 
 
 def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
-    """Submit one run; `job` is the validated request, for preflight and detach (default: on, off).
+    """The CLI's submission of one run: `submission`, its lines printed; a local run without
+    detach=true runs here in the foreground instead, its output streamed to the terminal."""
+    if run.plan.job.cluster.executor == "local" and not (job is not None and job.detach):
+        from ftc.compiler.submit import local
 
-    The check and the submission happen under the run folder's lock (see runs/lock.py); a local
-    run in the foreground lets go of it once its process and job.json exist."""
-    with contextlib.ExitStack() as held:
-        held.enter_context(run_lock(Path(run.plan.run_dir)))
-        if not still_to_run(run.plan):
-            return 0
+        with contextlib.ExitStack() as held:  # let go once the process and its job.json exist
+            held.enter_context(run_lock(Path(run.plan.run_dir)))
+            if not still_to_run(run.plan):
+                return 0
+            return local.foreground(run.plan, started=held.close)
+    for line in submission(run, job):
+        print(line)
+    return 0
+
+
+def submission(run: CompiledRun, job: JobConfig | None = None) -> Iterator[str]:
+    """Submit one run to Slurm, or start it detached here; yields what happened, line by line as it
+    happens, for the caller to show (the CLI prints them, the API server keeps its log its own).
+    `job` is the validated request, for preflight (default: on).
+
+    The check and the submission happen under the run folder's lock (see runs/lock.py)."""
+    with run_lock(Path(run.plan.run_dir)):
+        todo, note = run_to_do(run.plan)
+        if note:
+            yield note
+        if not todo:
+            return
         if run.plan.job.cluster.executor == "local":
             from ftc.compiler.submit import local
 
-            return local.run(run.plan, detach=job is not None and job.detach, started=held.close)
-        return _submit_slurm(run, job)
+            yield from local.background(run.plan)
+        else:
+            yield from _submit_slurm(run, job)
 
 
-def _submit_slurm(run: CompiledRun, job: JobConfig | None) -> int:
+def _submit_slurm(run: CompiledRun, job: JobConfig | None) -> Iterator[str]:
     plan = run.plan
     if not slurm.have("sbatch"):
         raise UserError(slurm.NO_SBATCH)
@@ -141,12 +200,11 @@ def _submit_slurm(run: CompiledRun, job: JobConfig | None) -> int:
         log=str(run_dir / "logs" / f"slurm-{job_id}.out"),
     ))
     t = plan.topology
-    print(f"submitted run {plan.run_id} as Slurm job {job_id} (partition {plan.job.cluster.partition}, "
-          f"{t.nodes} node{'s' * (t.nodes > 1)} x {t.gpus_per_node} {'CPU worker' if plan.gpu == 'cpu' else 'GPU'}"
-          f"{'s' * (t.gpus_per_node > 1)}, --time={plan.time_limit})")
-    print(f"run folder {run_dir}")
-    print("\n".join(_follow_lines(plan.run_id)))
-    return 0
+    yield (f"submitted run {plan.run_id} as Slurm job {job_id} (partition {plan.job.cluster.partition}, "
+           f"{t.nodes} node{'s' * (t.nodes > 1)} x {t.gpus_per_node} {'CPU worker' if plan.gpu == 'cpu' else 'GPU'}"
+           f"{'s' * (t.gpus_per_node > 1)}, --time={plan.time_limit})")
+    yield f"run folder {run_dir}"
+    yield from _follow_lines(plan.run_id)
 
 
 def common_directives(runs: list[CompiledRun]) -> list[tuple[str, object | None]]:
