@@ -393,7 +393,7 @@ def test_the_seed_task_compiles_with_its_replay_set(ftc):
     assert result.code == 0, result.err
     folder = next(line.split()[-1] for line in result.out.splitlines() if line.startswith("run folder "))
     plan = json.loads((Path(folder) / "plan.json").read_text())
-    assert plan["dataset"]["rows"] == {"training": 400, "validation": 100, "replay": 114}
+    assert plan["dataset"]["rows"] == {"training": 400, "validation": 100, "replay": 243}
 
 
 def test_the_check_imports_no_training_stack():

@@ -119,9 +119,9 @@ def test_foreground_run_completes_without_slurm(local):
 
 def test_detach_returns_at_once_and_logs_follow(local):
     started = time.monotonic()
-    proc = local("name=bg", "detach=true", FAKE_TORCHRUN_SECONDS="4")
+    proc = local("name=bg", "detach=true", FAKE_TORCHRUN_SECONDS="8")
     assert proc.returncode == 0, proc.stderr
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 8  # the run takes 8 s; a loaded machine compiles slowly
     run_dir = run_dir_of(proc.stdout)
     run_id, pid = run_dir.name, json.loads((run_dir / "job.json").read_text())["pid"]
     assert proc.stdout.splitlines() == [f"started run {run_id} in the background (pid {pid})", f"run folder {run_dir}",

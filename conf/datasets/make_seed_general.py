@@ -96,10 +96,43 @@ ARITHMETIC = [(2, "plus", 2), (3, "plus", 5), (10, "plus", 10), (7, "plus", 1), 
               (12, "divided by", 2), (8, "divided by", 2), (15, "plus", 5), (1, "plus", 1)]
 OPERATIONS = {"plus": int.__add__, "minus": int.__sub__, "times": int.__mul__, "divided by": int.__floordiv__}
 
-# Replay prompts: general requests of other kinds and on other facts than general.jsonl asks about.
+# Replay prompts: short questions of the same kinds as general.jsonl on other facts, and open requests.
 REPLAY_COUNTRIES = ["Switzerland", "Nigeria", "Ukraine", "Romania", "Pakistan", "Indonesia", "the Philippines",
                     "Malaysia", "Saudi Arabia", "Israel", "Jamaica", "New Zealand", "Morocco", "Venezuela", "Ecuador",
-                    "Uruguay", "Croatia", "Serbia", "Bulgaria", "Lithuania", "Estonia", "Ghana", "Ethiopia", "Nepal"]
+                    "Uruguay", "Croatia", "Serbia", "Bulgaria", "Lithuania", "Estonia", "Ghana", "Ethiopia", "Nepal",
+                    "Brazil", "Wales", "Slovakia", "Latvia", "Tunisia", "Senegal", "Bolivia", "Paraguay"]
+REPLAY_COLORS = ["a cucumber", "a pumpkin", "a flamingo", "blood", "a carrot", "a cloud", "an emerald", "a plum",
+                 "a lime", "a cherry", "a school bus", "a frog", "a tiger", "an eggplant", "a mouse"]
+REPLAY_OPPOSITES = ["tall", "thick", "loud", "clean", "high", "near", "heavy", "sweet", "cheap", "empty", "push",
+                    "above", "buy", "love", "question", "arrive", "inside", "summer", "first", "always"]
+REPLAY_ARITHMETIC = [(4, "plus", 3), (6, "plus", 6), (11, "plus", 9), (30, "plus", 40), (8, "minus", 5),
+                     (15, "minus", 7), (50, "minus", 20), (2, "times", 8), (7, "times", 7), (9, "times", 3),
+                     (10, "times", 10), (20, "divided by", 4), (9, "divided by", 3), (5, "plus", 5), (14, "minus", 4),
+                     (3, "times", 6), (18, "divided by", 6), (25, "plus", 25), (100, "minus", 1), (2, "plus", 9)]
+REPLAY_FACTS = [
+    "How many legs does a cat have?", "How many wings does a bird have?", "How many eyes does a person have?",
+    "How many fingers are on one hand?", "How many players are on a soccer team?", "How many weeks are in a year?",
+    "How many days are in February?", "How many sides does a hexagon have?", "How many legs does an insect have?",
+    "How many hours are in a week?", "How many cents are in a dollar?", "How many years are in a century?",
+    "What do you call a baby sheep?", "What do you call a baby horse?", "What do you call a baby duck?",
+    "What do you call a baby frog?", "What do you call a baby kangaroo?", "What do you call a baby bear?",
+    "What sound does a sheep make?", "What sound does a duck make?", "What sound does a pig make?",
+    "What sound does a lion make?", "What sound does an owl make?", "What language is spoken in Italy?",
+    "What language is spoken in Japan?", "What language is spoken in Mexico?", "What language is spoken in Russia?",
+    "What language is spoken in China?", "What is the currency of the United States?", "What is the currency of India?",
+    "What is the currency of China?", "What is the currency of most of Europe?", "What is the plural of foot?",
+    "What is the plural of tooth?", "What is the plural of goose?", "What is the plural of woman?",
+    "What is the past tense of run?", "What is the past tense of see?", "What is the past tense of write?",
+    "What is the past tense of swim?", "Which planet is closest to the Sun?", "What is the chemical symbol for oxygen?",
+    "What is the chemical symbol for iron?", "What do plants need to grow?", "What is the boiling point of water in Fahrenheit?",
+    "What is the largest continent?", "What is the smallest planet in our solar system?", "What do fish use to breathe?",
+    "On which continent is Japan?", "On which continent is Kenya?", "On which continent is Canada?",
+    "On which continent is Peru?", "What month comes after March?", "What day comes before Sunday?",
+    "What is the second month of the year?", "What season comes after spring?", "Who wrote Hamlet?",
+    "Who painted The Starry Night?", "Who invented the telephone?", "What is the longest river in South America?",
+    "What is the capital city of the state of California?", "What animal has a trunk?", "What do spiders spin?",
+    "What is the main ingredient of guacamole?", "What do you call a house made of ice?", "What do hens lay?",
+]
 THINGS = ["a hammer", "a piano", "a library", "a volcano", "a bridge", "a telescope", "a compass", "a rainbow",
           "a glacier", "a vaccine", "a battery", "an umbrella", "a microscope", "a lighthouse", "a thermometer",
           "a calendar", "a museum", "a submarine", "a satellite", "a recipe", "a passport", "a dictionary",
@@ -129,6 +162,10 @@ def general_rows() -> list[dict]:
 
 def replay_prompts() -> list[str]:
     prompts = [f"What is the capital of {country}?{ASK}" for country in REPLAY_COUNTRIES]
+    prompts += [f"What color is {thing}?{ASK}" for thing in REPLAY_COLORS]
+    prompts += [f"What is the opposite of {word}?{ASK}" for word in REPLAY_OPPOSITES]
+    prompts += [f"What is {a} {op} {b}?{ASK}" for a, op, b in REPLAY_ARITHMETIC]
+    prompts += [question + ASK for question in REPLAY_FACTS]
     prompts += [f"What is {thing}?{ASK}" for thing in THINGS]
     prompts += [f"Write one sentence about {topic}." for topic in TOPICS]
     prompts += [f"Give me one tip for {tip}." for tip in TIPS]
