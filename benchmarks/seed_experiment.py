@@ -141,6 +141,9 @@ def main() -> int:
                 trainable = PARAMETERS
                 name = "full SFT" + (" + replay" if "replay" in arm else "")
             results[name] = (score(model, tokenizer, tickets, general), seconds, trainable, tokens)
+            kept = sum(results[name][0]["general_right"][i] for i in keep)
+            print(f"{name}: macro F1 {results[name][0]['f1']:.3f}, general {kept}/{len(keep)} kept, {seconds:.0f} s",
+                  file=sys.stderr, flush=True)
 
     print(f"seed experiment: SmolLM2-135M-Instruct, {len(tickets)} held-out tickets, general set of {len(keep)} "
           f"questions the base answers right (of {len(general)}), {opts.epochs} epoch(s) of 400 tickets, LoRA lr "
