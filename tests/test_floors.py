@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -76,3 +77,9 @@ def release(version: str) -> tuple[int, ...]:
 def test_the_login_node_environment_runs_on_the_floors(name):
     floor = pins(ROOT / ".ci" / "floors.txt")[name]
     assert release(metadata.version(name)) == release(floor), f"{name} {metadata.version(name)} is not its floor {floor}"
+
+
+@pytest.mark.skipif(not os.environ.get("FTC_FLOORS"), reason="only in .ci/run's login-node environment (FTC_FLOORS=1)")
+def test_the_login_node_environment_runs_the_oldest_python_allowed():
+    floor = re.search(r">=\s*3\.(\d+)", PROJECT["requires-python"]).group(1)
+    assert sys.version_info[:2] == (3, int(floor))
