@@ -111,13 +111,11 @@ def train(arm: str, lr: float, epochs: int, replay: float, root: str) -> tuple[P
 
 def main() -> int:
     import torch
-    import yaml
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftc.compiler.config.schema import ModelConfig
     from ftc.runtime.evaluate import load_eval_rows
-    from ftc.runtime.models import ensure_model
+    from ftc.runtime.models import shipped_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
@@ -131,10 +129,7 @@ def main() -> int:
     if not arms or set(arms) - set(ARMS):
         parser.error(f"--arms: each of {', '.join(ARMS)}")
 
-    config = yaml.safe_load((ROOT / "conf" / "model" / "smollm2-135m.yaml").read_text())
-    cache = os.environ.get("FTC_CACHE") or os.path.join(os.environ.get("HOME", "/tmp"), ".cache", "ftc")
-    config["path"] = os.path.join(cache, "smollm2-135m-instruct-v1")
-    base_path = ensure_model(ModelConfig.model_validate(config))
+    base_path = shipped_model("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     tickets = [{"prompt": r["prompt"], "answer": r["completion"].strip()} for r in load_eval_rows(DATA)]
     general = load_eval_rows(GENERAL)

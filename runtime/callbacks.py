@@ -150,7 +150,7 @@ class MetricsCallback(TrainerCallback):
             "val_loss": finite(logs.get("eval_loss")),
             "learning_rate": finite(logs.get("learning_rate")),
             "tokens_per_s": tokens_per_s,
-            "tokens": int(tokens) if isinstance(tokens, (int, float)) and "eval_loss" not in logs else None,
+            "tokens": int(tokens) if finite(tokens) is not None and "eval_loss" not in logs else None,
         }
         extra = {short: finite(logs[key]) for key, short in EXTRA_METRICS.items() if key in logs}
         line.update(extra)

@@ -105,3 +105,13 @@ def ensure_model(model: ModelConfig) -> str:
     if build is None:
         return model.path
     return build(os.path.expanduser(model.path), model.architecture)
+
+
+def shipped_model(name: str) -> str:
+    """The folder of a model config ftc ships (conf/model/NAME.yaml, its ${oc.env:...} resolved), built
+    into ftc's cache first: for scripts that load a model outside a run (benchmarks, data generators)."""
+    from omegaconf import OmegaConf
+
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "model", f"{name}.yaml")
+    config = OmegaConf.to_container(OmegaConf.load(conf), resolve=True)
+    return ensure_model(ModelConfig.model_validate(config))

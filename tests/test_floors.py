@@ -18,6 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+IN_FLOOR_ENVIRONMENT = pytest.mark.skipif(not os.environ.get("FTC_FLOORS"),
+                                          reason="only in .ci/run's login-node environment (FTC_FLOORS=1)")
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -28,6 +30,14 @@ def pins(path: Path) -> dict[str, str]:
             name, _, version = line.partition("==")
             found[name.strip().lower()] = version.strip()
     return found
+
+
+def release(version: str) -> tuple[int, ...]:
+    """1.3 and 1.3.0 are the same release."""
+    parts = [int(p) for p in re.findall(r"\d+", version)]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 def floors(requirements: list[str]) -> dict[str, str]:
@@ -64,22 +74,14 @@ def test_the_floors_file_parses_as_floors_test_expects():
         assert not line or re.fullmatch(r"[a-z0-9_.-]+==[0-9][0-9.]*", line), line
 
 
-def release(version: str) -> tuple[int, ...]:
-    """1.3 and 1.3.0 are the same release."""
-    parts = [int(p) for p in re.findall(r"\d+", version)]
-    while parts and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
-@pytest.mark.skipif(not os.environ.get("FTC_FLOORS"), reason="only in .ci/run's login-node environment (FTC_FLOORS=1)")
+@IN_FLOOR_ENVIRONMENT
 @pytest.mark.parametrize("name", sorted(pins(ROOT / ".ci" / "floors.txt")))
 def test_the_login_node_environment_runs_on_the_floors(name):
     floor = pins(ROOT / ".ci" / "floors.txt")[name]
     assert release(metadata.version(name)) == release(floor), f"{name} {metadata.version(name)} is not its floor {floor}"
 
 
-@pytest.mark.skipif(not os.environ.get("FTC_FLOORS"), reason="only in .ci/run's login-node environment (FTC_FLOORS=1)")
+@IN_FLOOR_ENVIRONMENT
 def test_the_login_node_environment_runs_the_oldest_python_allowed():
     floor = re.search(r">=\s*3\.(\d+)", PROJECT["requires-python"]).group(1)
     assert sys.version_info[:2] == (3, int(floor))

@@ -15,7 +15,6 @@ and the replay prompts without a model.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -181,18 +180,13 @@ def lines(rows: list[dict]) -> str:
 def answered(prompts: list[str]) -> list[dict]:
     """The base model's own greedy answers, kept where it finished within 96 tokens."""
     import torch
-    import yaml
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftc.compiler.config.schema import ModelConfig
     from ftc.runtime.evaluate import encode, generate
-    from ftc.runtime.models import ensure_model
+    from ftc.runtime.models import shipped_model
 
     torch.manual_seed(0)
-    config = yaml.safe_load((HERE.parent / "model" / "smollm2-135m.yaml").read_text())
-    cache = os.environ.get("FTC_CACHE") or os.path.join(os.environ.get("HOME", "/tmp"), ".cache", "ftc")
-    config["path"] = os.path.join(cache, "smollm2-135m-instruct-v1")
-    path = ensure_model(ModelConfig.model_validate(config))
+    path = shipped_model("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     encoded = [encode(tokenizer, {"prompt": p, "answer": ""}, "prompt_answer", 512, chat=True) for p in prompts]
