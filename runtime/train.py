@@ -8,7 +8,6 @@ resumes from the last complete checkpoint, and on a stop request checkpoints and
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftc.compiler import records
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_json
@@ -138,7 +138,10 @@ class Evaluation:
     def report(self, after: dict | None) -> dict:
         from ftc.runtime.evaluate import compare
 
-        before = json.loads(self.path.read_text()) if self.path.exists() else {}
+        try:
+            before = records.read_json_file(self.path, inside=self.path.parent) or {}
+        except records.RecordError:
+            before = {}
         after = after or {}
         return compare(
             before.get("task"),
