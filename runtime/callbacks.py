@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 
 from ftc.compiler import records
 from ftc.compiler.errors import UserError
-from ftc.compiler.runfolder import write_json
+from ftc.compiler.runfolder import open_append, write_json
 from ftc.runtime import checkpoints, distributed
 from ftc.runtime.guard import FiniteGuard
 
@@ -130,7 +130,7 @@ class MetricsCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.last_time = time.time()
         if self.main:
-            self.handle = open(self.path, "a")  # noqa: SIM115 - open for the whole run, closed at train end
+            self.handle = os.fdopen(open_append(self.path), "a")  # open for the whole run, closed at train end
         self.status.progress(state.global_step, state.max_steps, state.epoch)
         self.status.write()
 

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from ftc.compiler.checks import ownership
 from ftc.compiler.config.fields import MAX_PATH
 from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
@@ -53,6 +54,9 @@ def check_output_root(root: str, run_dir: str | None = None) -> None:
         raise UserError(f"output_root: {existing} is on a read-only filesystem")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"output_root: {existing} is not writable by this user")
+    ownership.check_parents(existing, "output_root")  # no one else may swap the run folders for links
+    if existing != path:
+        ownership.check(existing, "output_root: the folder it is made in,")
     if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
         raise UserError(f"output_root: the filesystem holding {existing} is full")
 
