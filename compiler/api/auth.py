@@ -1,8 +1,9 @@
 """The bearer token every request needs: $FTC_API_TOKEN, or one generated into an owner-only file.
 
-The browser dashboard cannot send a header, so `/?token=...` trades the token for an HttpOnly,
-SameSite=Strict cookie that GET requests accept; changing requests (POST) need the header, so a
-page on another site cannot create or cancel jobs through a logged-in browser.
+The browser dashboard cannot send a header, so its sign-in form (compiler/api/login.py) posts the
+token once for an HttpOnly, SameSite=Strict cookie that GET requests accept; changing requests
+(POST) need the header, so a page on another site cannot create or cancel jobs through a
+logged-in browser. The token never appears in an address, a log line or ftc serve's output.
 """
 
 from __future__ import annotations

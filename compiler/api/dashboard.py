@@ -7,6 +7,7 @@ while a run is pending or running. Jinja2 autoescapes everything a run folder ho
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -23,7 +24,8 @@ LOG_TAIL_BYTES = 16 * 1024
 REFRESH_S = 3
 
 
-def _environment() -> Environment:
+@lru_cache(maxsize=1)
+def environment() -> Environment:
     folder = Path(str(resources.files("ftc.templates")))
     return Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(default=True),
                        trim_blocks=True, lstrip_blocks=True)
@@ -79,7 +81,7 @@ def _eval_line(details: dict) -> str:
 def register(app: FastAPI, service) -> None:
     from ftc.compiler.api.service import describe
 
-    env = _environment()
+    env = environment()
 
     def row(view: RunView) -> dict:
         job = describe(view)
