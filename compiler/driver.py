@@ -31,13 +31,17 @@ def compile_sweep(overrides: Sequence[str]) -> tuple[JobConfig, list[tuple[list[
     points: list[tuple[list[str], CompiledRun]] = []
     seen: set[str] = set()
     request = None
-    for index, point in enumerate(expand_sweep(overrides)):
+    every = expand_sweep(overrides)
+    for index, point in enumerate(every):
         try:
             job, run = compile_point(point)
             request = request or job
         except UserError as exc:
             where = f"sweep point {index} ({' '.join(point)})"
             raise UserError(*(f"{where}: {p}" for p in exc.problems)) from None
+        if len(every) > job.cluster.max_sweep_points:
+            raise UserError(f"sweep: {len(every):,} points, more than the {job.cluster.max_sweep_points:,} "
+                            "this site allows (cluster.max_sweep_points)")
         if run.plan.run_id not in seen:
             seen.add(run.plan.run_id)
             points.append((point, run))

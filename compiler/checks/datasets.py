@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 from ftc.compiler.config.schema import DataConfig
 from ftc.compiler.errors import UserError
+from ftc.compiler.limits import DATASET_LINE_BYTES, DATASET_ROWS
 from ftc.compiler.planning.plan import DatasetSummary
 
 EXTENSIONS = (".jsonl", ".ndjson")
@@ -89,7 +90,11 @@ def replay_files(path: str) -> list[str]:
 def read_lines(file: str) -> Iterator[tuple[int, str | None]]:
     """(line number, text) per line, streamed; text is None where the bytes are not UTF-8."""
     with open(file, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
+        for number, raw in enumerate(iter(lambda: handle.readline(DATASET_LINE_BYTES + 1), b""), 1):
+            if len(raw) > DATASET_LINE_BYTES or number > DATASET_ROWS:  # bounds: compiler/limits.py
+                what = f"a line longer than {DATASET_LINE_BYTES >> 20} MiB" if number <= DATASET_ROWS else \
+                    f"more than {DATASET_ROWS:,} rows"
+                raise UserError(f"{file}:{number}: {what}; split the dataset")
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:

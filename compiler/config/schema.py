@@ -27,6 +27,7 @@ from ftc.compiler.config.fields import (
 )
 from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
+from ftc.compiler.limits import SWEEP_POINTS, SWEEP_POINTS_CEILING
 
 # ---------------------------------------------------------------- model configs
 
@@ -230,6 +231,8 @@ class ClusterConfig(Strict):
         default_factory=dict, description="extra #SBATCH directives admins allow; null: an option without a value")
     template_dir: str | None = Field(None, description="folder of Jinja2 templates that override ftc's blocks")
     array_parallelism: int = Field(8, ge=1, description="K in --array=0-N%K for sweeps")
+    max_sweep_points: int = Field(
+        SWEEP_POINTS, ge=1, le=SWEEP_POINTS_CEILING, description="points one `-m` sweep may have (each is a run folder)")
     requeue_signal_seconds: int = Field(300, ge=30, le=65535, description="Slurm sends USR1 this long before the time limit")
     fs_bandwidth_gbs: float = Field(
         2.0, gt=0, le=10000, allow_inf_nan=False,
