@@ -34,7 +34,8 @@ def check_site_file(path: str) -> None:
     if size > SITE_FILE_BYTES:
         raise UserError(f"{path}: {size} bytes, more than the {SITE_FILE_BYTES} a site file may have")
     if path.endswith((".yaml", ".yml")):
-        check_yaml_text(path, open(path, "rb").read().decode("utf-8", errors="replace"))
+        with open(path, "rb") as handle:
+            check_yaml_text(path, handle.read().decode("utf-8", errors="replace"))
 
 
 def check_yaml_text(where: str, text: str) -> None:

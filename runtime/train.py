@@ -19,6 +19,7 @@ from ftc.compiler import records
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_json
+from ftc.compiler.runs.lock import Busy, hold_runtime_lock
 from ftc.runtime import checkpoints, distributed, trackers
 from ftc.runtime.callbacks import (
     CheckpointMarker,
@@ -319,12 +320,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.time()
     run_dir = os.path.abspath(argv[0])
+    distributed.die_with_parent()
     distributed.prepare_environment()
     checkpoints.install_signal_handlers()
     try:
         plan = load_plan(run_dir)
+        mismatch = distributed.world_problem(plan.topology)
+        if mismatch:
+            raise UserError(mismatch)
+        if distributed.is_main():
+            _lease = hold_runtime_lock(Path(run_dir))  # noqa: F841 - held (open) until this process ends
     except UserError as exc:
         print(f"ftc.runtime: error: {exc}", file=sys.stderr)
+        return 2
+    except Busy as holder:
+        print(f"ftc.runtime: error: {run_dir}: another runtime (pid {holder}) is training this run folder; "
+              "this one does not start", file=sys.stderr)
         return 2
     status = RunStatus(run_dir)
     if distributed.is_main() and not os.environ.get("FTC_RUN_DIR"):  # ftc's launchers clear them before

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from site_files import admin_site
 
 from ftc.compiler.api.auth import load_token
 from ftc.compiler.cli import main
 from ftc.compiler.errors import UserError
+
+from site_files import admin_site
 
 
 def _run(args, capsys) -> tuple[int, str, str]:
@@ -37,7 +38,7 @@ def _one_refusal(code: int, err: str, says: str) -> None:
 def planned(tmp_path, capsys) -> tuple[Path, Path]:
     """(output root, the run folder a dry run makes there), the folder then removed again."""
     root = tmp_path / "runs"
-    code, out, err = _run([f"output_root={root}", "dry_run=true", "model=tiny"], capsys)
+    code, _, err = _run([f"output_root={root}", "dry_run=true", "model=tiny"], capsys)
     assert code == 0, err
     (plan,) = root.glob("*/*/*/plan.json")
     run_dir = plan.parent
@@ -58,7 +59,7 @@ def test_a_planted_link_in_place_of_a_folder_is_never_written_through(level, pla
     if link.exists():
         link.rmdir()
     link.symlink_to(target)
-    code, out, err = _run([f"output_root={root}", "dry_run=true", "model=tiny"], capsys)
+    code, _, err = _run([f"output_root={root}", "dry_run=true", "model=tiny"], capsys)
     _one_refusal(code, err, "a symbolic link")
     assert str(link) in err
     assert list(target.rglob("*")) == [], "written through the link"
@@ -71,7 +72,7 @@ def test_a_planted_file_link_is_replaced_not_written_through(name, planned, tmp_
     outside = tmp_path / "precious.txt"
     outside.write_text("precious\n")
     (run_dir / name).symlink_to(outside)
-    code, out, err = _run([f"output_root={root}", "dry_run=true", "model=tiny"], capsys)
+    code, _, err = _run([f"output_root={root}", "dry_run=true", "model=tiny"], capsys)
     assert code == 0, err
     assert outside.read_text() == "precious\n"
     assert not (run_dir / name).is_symlink()
@@ -98,7 +99,7 @@ def test_a_site_others_may_write_is_refused(loose, tmp_path, monkeypatch, capsys
     what, mode = loose.rsplit(" ", 1)
     path = folder if "folder" in what else folder / "cluster" / "admin.yaml"
     path.chmod(int(mode, 8))
-    code, out, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", choice], capsys)
+    code, _, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", choice], capsys)
     _one_refusal(code, err, "writable by")
     assert str(path) in err
     assert not (tmp_path / "runs").exists()
@@ -110,7 +111,7 @@ def test_a_shared_group_site_is_accepted_when_named(tmp_path, monkeypatch, capsy
     choice = admin_site(tmp_path, monkeypatch, "example", {"setup": ["module load cuda"]})
     (tmp_path / "admin-site-admin" / "cluster" / "admin.yaml").chmod(0o664)
     monkeypatch.setenv("FTC_SHARED_GROUP", grp.getgrgid(os.getgid()).gr_name)
-    code, out, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", choice], capsys)
+    code, _, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", choice], capsys)
     assert code == 0, err
 
 
@@ -118,11 +119,11 @@ def test_an_output_root_under_a_folder_others_may_write_is_refused(tmp_path, cap
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    code, out, err = _run([f"output_root={shared / 'me' / 'runs'}", "dry_run=true"], capsys)
+    code, _, err = _run([f"output_root={shared / 'me' / 'runs'}", "dry_run=true"], capsys)
     _one_refusal(code, err, "writable by every user")
     assert not (shared / "me").exists()
     shared.chmod(0o1777)  # sticky, as /tmp: others cannot rename what is yours
-    code, out, err = _run([f"output_root={shared / 'me' / 'runs'}", "dry_run=true"], capsys)
+    code, _, err = _run([f"output_root={shared / 'me' / 'runs'}", "dry_run=true"], capsys)
     assert code == 0, err
 
 
@@ -155,7 +156,7 @@ def test_a_site_file_of_nested_aliases_is_refused_at_once(tmp_path, monkeypatch,
     (tmp_path / "site" / "cluster" / "bomb.yaml").write_text("\n".join(["defaults: [example, _self_]", *lines]) + "\n")
     monkeypatch.setenv("FTC_SITE_CONFIG", str(tmp_path / "site"))
     started = time.monotonic()
-    code, out, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", "cluster=bomb"], capsys)
+    code, _, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", "cluster=bomb"], capsys)
     assert time.monotonic() - started < 1.0
     _one_refusal(code, err, "anchors and aliases are not accepted")
     assert "bomb.yaml:2" in err
@@ -165,5 +166,5 @@ def test_a_huge_site_file_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "site" / "cluster").mkdir(parents=True)
     (tmp_path / "site" / "cluster" / "big.yaml").write_text("defaults: [example, _self_]\n" + "#" * (2 << 20) + "\n")
     monkeypatch.setenv("FTC_SITE_CONFIG", str(tmp_path / "site"))
-    code, out, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", "cluster=big"], capsys)
+    code, _, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", "cluster=big"], capsys)
     _one_refusal(code, err, "a site file may have")

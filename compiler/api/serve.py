@@ -13,7 +13,6 @@ import sys
 
 from ftc.compiler.errors import UserError
 
-
 KEEP_ALIVE_S = 5  # an idle connection is closed after this
 HEADER_BYTES = 16 * 1024  # request line and headers
 CONNECTIONS = 128  # open at once; more are answered 503
@@ -67,7 +66,7 @@ def build(options: argparse.Namespace):
 
 def serve_command(args: list[str]) -> int:
     options = parse(args)
-    app, token, token_file, root = build(options)
+    app, _, token_file, root = build(options)
     import uvicorn
 
     base = f"http://{options.host}:{options.port}"
