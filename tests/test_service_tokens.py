@@ -69,6 +69,14 @@ def test_sign_in_redirects_to_this_server_only(server, target):
     assert r.status_code == 303 and r.headers["location"] == "/"
 
 
+def test_pages_run_no_script_are_never_framed_and_send_no_referer(server):
+    for r in (httpx.get(server.base + "/login"), httpx.get(server.base + "/"), httpx.get(server.base + "/health")):
+        assert "script-src" not in r.headers["content-security-policy"]
+        assert "default-src 'none'" in r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["referrer-policy"] == "no-referrer" and r.headers["x-content-type-options"] == "nosniff"
+
+
 def test_a_browser_without_a_session_is_sent_to_sign_in(server):
     r = httpx.get(server.base + "/runs/abc", headers={"Accept": "text/html"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/runs/abc"

@@ -17,6 +17,11 @@ from ftc.compiler.api import auth, login
 from ftc.compiler.api.limits import Limits, RateLimiter
 
 OPEN_PATHS = ("/health",)
+SECURITY_HEADERS = [  # pages run no script, are never framed, and send no Referer
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                 b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"),
+]
 ACCESS = logging.getLogger("uvicorn.access")  # uvicorn's own access log is off: it writes query strings
 
 
@@ -64,6 +69,7 @@ class Guard:
         async def logged(message):
             if message["type"] == "http.response.start":
                 answered["status"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
         try:
