@@ -320,7 +320,7 @@ def read_plan(run_dir: Path) -> tuple[dict, list[str]]:
     except RecordError as exc:
         return {}, [str(exc)]
     record, problems = validate(path, data, PlanRecord, lenient=True)
-    return (record.model_dump(exclude_none=True) if record else {}), problems
+    return (record.model_dump(exclude_unset=True) if record else {}), problems
 
 
 def folder_problems(run_dir: Path, plan: dict | None = None) -> list[str]:
