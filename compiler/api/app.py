@@ -135,7 +135,7 @@ def create_app(service: JobService, token: str, limits: Limits | None = None) ->
             "total_results": len(data)}}
 
     @app.get("/health")
-    def health():
+    async def health():  # on the event loop: answers while every worker thread is busy reading runs
         return {"status": "ok"}
 
     dashboard.register(app, service)
