@@ -13,6 +13,7 @@ from __future__ import annotations
 import grp
 import os
 import stat
+import time
 from pathlib import Path
 
 from ftc.compiler.errors import UserError
@@ -75,14 +76,15 @@ def check_parents(path: str | Path, what: str) -> None:
         current = current.parent
 
 
-_checked: set[str] = set()
+_checked: dict[str, float] = {}  # folder -> when it was last found safe
+RECHECK_S = 10.0  # a long-lived `ftc serve` sees a later chmod within this
 
 
 def check_tree(folder: str | Path, what: str, limit: int = 10_000, each=None) -> None:
     """A site folder: its parents, itself and every entry below it (at most `limit`; `each(path)` on
     every file), once per process."""
     key = os.path.realpath(folder)
-    if key in _checked:
+    if time.monotonic() - _checked.get(key, -RECHECK_S) < RECHECK_S:
         return
     check_parents(key, what)
     check(key, what)
@@ -95,4 +97,4 @@ def check_tree(folder: str | Path, what: str, limit: int = 10_000, each=None) ->
             check(os.path.join(root, name), what)
             if each is not None and name in files:
                 each(os.path.join(root, name))
-    _checked.add(key)
+    _checked[key] = time.monotonic()

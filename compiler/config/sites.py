@@ -68,6 +68,7 @@ def site_template_dirs(template_dir: str | None) -> list[str]:
         if not found:
             where = f" (looked in {', '.join(candidates)})" if candidates != [template_dir] else ""
             raise UserError(f"cluster.template_dir: no such folder {template_dir}{where}")
+        ownership.check_tree(found[0], "cluster.template_dir", each=limits.check_site_file)
         out.append(os.path.abspath(found[0]))
     for site in folders:
         folder = os.path.join(site, SITE_TEMPLATES)
