@@ -168,3 +168,13 @@ def test_a_huge_site_file_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FTC_SITE_CONFIG", str(tmp_path / "site"))
     code, _, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", "cluster=big"], capsys)
     _one_refusal(code, err, "a site file may have")
+
+
+def test_a_template_folder_others_may_write_is_refused(tmp_path, monkeypatch, capsys):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    templates.chmod(0o777)
+    choice = admin_site(tmp_path, monkeypatch, "example", {"template_dir": str(templates)})
+    code, _, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", choice], capsys)
+    _one_refusal(code, err, "cluster.template_dir")
+    assert "writable by every user" in err
