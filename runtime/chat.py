@@ -92,6 +92,8 @@ def prepare(dataset, tokenizer, method: str, chat: bool):
     applies the template.
     """
     columns = dataset.column_names
+    if "text" in columns:  # continued pre-training: TRL trains on the whole text
+        return dataset
     if method in ("lora", "sft") and "messages" in columns:
         return dataset.map(lambda row: tokenize_chat(tokenizer, row["messages"]), remove_columns=columns)
     if method in ("lora", "sft") and chat:

@@ -71,12 +71,12 @@ def _inspect(data, method: str, seq_len: int, signature: tuple) -> DatasetSummar
 
 
 def _files_signature(*folders: str | None) -> tuple:
-    """Per folder, name, size and mtime of every file under it: a changed file misses the caches."""
+    """Per data path (a folder or one file), name, size and mtime of every file: a changed file misses the caches."""
     found = []
     for folder in folders:
         root = Path(folder or "")
-        files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()] \
-            if folder and root.is_dir() else []
+        paths = ([root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())) if folder else []
+        files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
         found.append((folder, tuple(files)))
     return tuple(found)
 
