@@ -200,3 +200,36 @@ def test_the_readme_shows_every_format_with_these_two_rows():
     for name in NAMES:
         assert f"```jsonl\n{(CASES / f'{name}.jsonl').read_text()}```" in readme, name
         assert f"`{name.removesuffix('_messages')}`: " in readme
+
+
+TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
+
+
+@pytest.mark.parametrize(
+    "template, conversation, reason",
+    [
+        ("gemma", [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+         "a system message: the chat template refuses it: System role not supported"),
+        ("mistral_v0_1", [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "q"},
+                          {"role": "assistant", "content": "a"}],
+         "an assistant-first conversation: the chat template refuses it: Conversation roles must alternate"),
+        ("phi3", [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                  {"role": "user", "content": "r"}, {"role": "assistant", "content": "b"}], None),
+    ],
+)
+def test_the_models_chat_template_is_checked_before_the_queue(tmp_path, template, conversation, reason):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": (TEMPLATES / f"{template}.jinja").read_text(), "eos_token": "</s>", "bos_token": "<s>"}))
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]} for i in range(3)]
+    write(tmp_path / "ds" / "training" / "a.jsonl", rows + [{"messages": conversation}], "jsonl")
+    write(tmp_path / "ds" / "validation" / "a.jsonl", rows[:1], "jsonl")
+    data = DataConfig(name="t", path=str(tmp_path / "ds"))
+    if reason is None:
+        assert inspect_dataset(data, "sft", 512, str(model)).rows["training"] == 4
+        return
+    with pytest.raises(UserError) as exc:
+        inspect_dataset(data, "sft", 512, str(model))
+    (line,) = exc.value.problems
+    assert line.startswith(f"{tmp_path}/ds/training/a.jsonl:4: {reason}") and str(model) in line

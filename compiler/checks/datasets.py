@@ -13,12 +13,14 @@ the runtime counts them exactly).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from ftc.compiler.config.schema import DataConfig
 from ftc.compiler.data import files as _files
 from ftc.compiler.data.formats import BY_NAME, METHOD_KINDS
 from ftc.compiler.data.reader import read_dataset, split_rule
+from ftc.compiler.data.template import check_template, read_template
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import DatasetSummary
 
@@ -38,8 +40,24 @@ def iter_rows(files: list[str]) -> Iterator[dict]:
                 yield row
 
 
-def inspect_dataset(data: DataConfig, method_name: str, max_seq_length: int) -> DatasetSummary:
-    """Check every row of the dataset (and replay set) for `method_name`; raise UserError with one line per cause."""
+def template_problem(model_dir: str | None, samples: dict) -> str | None:
+    """One line when the model folder's chat template cannot train the dataset's conversations (rendered here, without torch)."""
+    found = read_template(model_dir) if model_dir and os.path.isdir(model_dir) else None
+    if not found or not samples:
+        return None
+    template, special = found
+    for where, messages in samples.values():
+        reason = check_template(template, special, [messages])
+        if reason:
+            return f"{where}: {reason} (the chat template of {model_dir}); use a model whose template can, or rewrite such rows"
+    return None
+
+
+def inspect_dataset(data: DataConfig, method_name: str, max_seq_length: int, model_dir: str | None = None) -> DatasetSummary:
+    """Check every row of the dataset (and replay set) for `method_name`; raise UserError with one line per cause.
+
+    With `model_dir`, chat rows are also rendered with that model's chat template (one row of each shape).
+    """
     if method_name not in METHOD_KINDS:
         raise ValueError(f"unknown method {method_name!r}")
     if data.format != "auto" and BY_NAME[data.format].kind not in METHOD_KINDS[method_name]:
@@ -51,6 +69,9 @@ def inspect_dataset(data: DataConfig, method_name: str, max_seq_length: int) -> 
     reading = read_dataset(data, method_name, keep_rows=False)
     if reading.problems:
         raise UserError(*reading.problems.lines())
+    problem = template_problem(model_dir, reading.samples)
+    if problem:
+        raise UserError(problem)
     limit = max_seq_length * BYTES_PER_TOKEN
     sizes = reading.rows
     return DatasetSummary(

@@ -49,6 +49,8 @@ class Reading:
     rows: dict[str, list] = field(default_factory=dict)  # split -> canonical rows (keep_rows) or UTF-8 sizes
     validation: str = "folder"  # "folder": the data's own validation split; "split": made by split_rule
     problems: Problems = field(default_factory=Problems)
+    # The first conversation of each shape (first role, one or more answers): what a chat template is checked on.
+    samples: dict[tuple[str, bool], tuple[str, list[dict]]] = field(default_factory=dict)
 
 
 class _Rows:
@@ -105,6 +107,10 @@ class _Rows:
                     problems.add(where, problem)
                     continue
                 count += 1
+                if "messages" in problem:
+                    messages = problem["messages"]
+                    shape = (messages[0]["role"], sum(m["role"] == "assistant" for m in messages) > 1)
+                    self.reading.samples.setdefault(shape, (where, messages))
                 out.append((row_hash(problem), problem if keep_rows else row_size(problem)))
             if not count and problems.total == before and not self.refused:
                 problems.add(file, "empty file (no rows)")

@@ -26,7 +26,9 @@ class TemplateError(ValueError):
 
 
 def _raise(message: str):
-    raise TemplateError(message)
+    from jinja2.exceptions import TemplateError as JinjaError
+
+    raise JinjaError(message)  # as transformers' raise_exception
 
 
 class Renderer:
@@ -64,7 +66,16 @@ def _extends(piece: str, text: str, eos: str | None) -> str | None:
 
 
 def answer_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the (start, end) characters of each assistant turn's content in it."""
+    """The rendered conversation and the (start, end) characters of each assistant turn's answer in it."""
+    from jinja2.exceptions import TemplateError as JinjaError
+
+    try:
+        return _answer_spans(tokenizer, messages)
+    except JinjaError as exc:  # the template's own raise_exception: it refuses this conversation
+        raise TemplateError(f"the chat template refuses it: {exc}") from None
+
+
+def _answer_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     text = render(tokenizer, messages)
     eos = getattr(tokenizer, "eos_token", None)
     spans = []
@@ -79,10 +90,13 @@ def answer_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, 
                 "it cannot be trained turn by turn"
             )
         content = message["content"].strip()
-        start = through.find(content, len(before)) if content else -1
-        if start < 0:
+        found = through.find(content, len(before)) if content else -1
+        if found < 0:
             raise TemplateError(f"the chat template renders assistant turn {i + 1} without its content")
-        spans.append((start, start + len(content)))
+        # From the end of the generation prompt (a space the template puts before the answer is the
+        # answer's, as the model writes it at inference), unless the template injects text there.
+        start = len(before) if i and not through[len(before):found].strip() else found
+        spans.append((start, found + len(content)))
     return text, spans
 
 
@@ -132,12 +146,10 @@ def check_template(template: str, special: dict[str, str], conversations: list[l
         kinds = ("a system message" if messages[0]["role"] == "system" else
                  "an assistant-first conversation" if messages[0]["role"] == ASSISTANT else "a conversation")
         try:
-            problem = missing_turns(renderer, messages)
             answer_spans(renderer, messages)
+            problem = missing_turns(renderer, messages)
         except TemplateError as exc:
             return f"{kinds}: {exc}"
-        except JinjaError as exc:
-            return f"the chat template cannot render {kinds}: {exc}"
         except Exception as exc:  # noqa: BLE001 - a template's own code failing is the user's template, not ftc
             return f"the chat template fails on {kinds}: {type(exc).__name__}: {exc}"
         if problem:

@@ -65,9 +65,9 @@ class CompiledRun:
 
 
 @lru_cache(maxsize=32)
-def _inspect(data, method: str, seq_len: int, signature: tuple) -> DatasetSummary:
+def _inspect(data, method: str, seq_len: int, signature: tuple, model_dir: str | None = None) -> DatasetSummary:
     """Each dataset is read once per process, however many sweep points use it."""
-    return inspect_dataset(data, method, seq_len)
+    return inspect_dataset(data, method, seq_len, model_dir)
 
 
 def _files_signature(*folders: str | None) -> tuple:
@@ -103,7 +103,7 @@ def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
     data_files = _files_signature(job.data.path, job.data.replay.path)
-    dataset = _inspect(job.data, job.method.name, seq_len, data_files)
+    dataset = _inspect(job.data, job.method.name, seq_len, data_files, job.model.path)
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
     solution = solve(job, rows, padded_length(job, dataset, seq_len))
     topology = solution.topology
