@@ -209,7 +209,7 @@ def test_one_row_cannot_be_split(tmp_path):
 def test_empty_split_and_files_of_another_kind(tmp_path):
     path = make(tmp_path / "ds", {"training/": [], "training/notes.txt": b"x", "validation/a.json": [PC]})
     assert problems(path) == [
-        f"{path}/training: no data files (found notes.txt); ftc reads .jsonl, .ndjson, .json, .csv, .tsv, .parquet, .arrow"
+        f"data.path: no data files in {path}/training (found notes.txt); ftc reads .jsonl, .ndjson, .json, .csv, .tsv, .parquet, .arrow"
     ]
 
 

@@ -68,12 +68,14 @@ def _folder_files(folder: str) -> list[str]:
     return saved if saved is not None else data_files(folder)
 
 
-def layout(path: str) -> dict[str, list[str]]:
+def layout(path: str, field: str = "data.path") -> dict[str, list[str]]:
     """{"training": files, "validation": files (only when the data has that split)}; raises on no such path."""
     if os.path.isfile(path):
+        if not path.endswith(EXTENSIONS):
+            raise UserError(f"{field}: {path} is not a data file; ftc reads {', '.join(EXTENSIONS)}")
         return {"training": [path]}
     if not os.path.isdir(path):
-        raise UserError(f"data.path: no such file or folder: {path}")
+        raise UserError(f"{field}: no such file or folder: {path}")
     found = {}
     for split in SPLIT_NAMES:
         folder = split_folder(path, split)

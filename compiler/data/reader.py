@@ -127,7 +127,7 @@ def read_dataset(data, method: str, keep_rows: bool = True) -> Reading:
             folder = data_files.split_folder(data.path, split) or data.path
             others = data_files.other_files(folder)
             seen = f" (found {', '.join(others[:5])})" if others else ""
-            reading.problems.add(folder, f"no data files{seen}; ftc reads {', '.join(data_files.EXTENSIONS)}")
+            reading.problems.add("data.path", f"no data files in {folder}{seen}; ftc reads {', '.join(data_files.EXTENSIONS)}")
     read = {split: rows.read(files, keep_rows) for split, files in found.items()}
     training = read.get("training", [])
     if "validation" not in found:
@@ -140,7 +140,7 @@ def read_dataset(data, method: str, keep_rows: bool = True) -> Reading:
                 reading.problems.add(data.path, "too few distinct rows to split off validation rows; add rows, "
                                      "or give a validation/ folder")
     if data.replay.path:
-        replay_files = data_files.layout(data.replay.path)["training"]
+        replay_files = data_files.layout(data.replay.path, "data.replay.path")["training"]
         if not replay_files:
             reading.problems.add("data.replay.path", f"no data files in {data.replay.path} "
                                  f"(nor in its training/); ftc reads {', '.join(data_files.EXTENSIONS)}")
