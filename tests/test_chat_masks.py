@@ -137,6 +137,9 @@ def test_matches_trl_on_qwen_training_template_up_to_whitespace(smollm2_tokenize
     marked = copy.deepcopy(smollm2_tokenizer)
     marked.chat_template = (TEMPLATES / "qwen2_5_training.jinja").read_text()
     trl = marked.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    # The login node renders {% generation %} templates too (as their text), as transformers does.
+    assert Renderer(marked.chat_template).apply_chat_template(CONVERSATION) == \
+        marked.apply_chat_template(CONVERSATION, tokenize=False)
     ours = tokenize_chat(with_template(smollm2_tokenizer, "qwen2_5"), CONVERSATION)
     assert list(trl["input_ids"]) == ours["input_ids"]
     for token, theirs, mine in zip(ours["input_ids"], trl["assistant_masks"], ours["assistant_masks"]):

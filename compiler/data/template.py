@@ -35,10 +35,21 @@ class Renderer:
     """A chat template with the tokenizer's special tokens, with `apply_chat_template(..., tokenize=False)`."""
 
     def __init__(self, template: str, special: dict[str, str] | None = None):
-        from jinja2.ext import loopcontrols
+        from jinja2 import nodes
+        from jinja2.ext import Extension, loopcontrols
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+        class Generation(Extension):
+            """`{% generation %}...{% endgeneration %}` (TRL's assistant marks): rendered as its body, as transformers does."""
+
+            tags = {"generation"}
+
+            def parse(self, parser):
+                lineno = next(parser.stream).lineno
+                body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+                return nodes.Scope(body, lineno=lineno)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, Generation])
         env.filters["tojson"] = lambda x, indent=None, ensure_ascii=False: json.dumps(x, indent=indent,
                                                                                         ensure_ascii=ensure_ascii)
         env.globals["raise_exception"] = _raise
