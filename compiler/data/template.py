@@ -100,8 +100,11 @@ def _answer_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int,
                 f"the chat template renders turn {i + 1} differently once later turns follow; "
                 "it cannot be trained turn by turn"
             )
-        content = message["content"].strip()
-        found = through.find(content, len(before)) if content else -1
+        content = message["content"]  # as given, or as the templates that trim it write it
+        found = through.find(content, len(before)) if content.strip() else -1
+        if found < 0:
+            content = content.strip()
+            found = through.find(content, len(before)) if content else -1
         if found < 0:
             raise TemplateError(f"the chat template renders assistant turn {i + 1} without its content")
         # From the end of the generation prompt (a space the template puts before the answer is the
