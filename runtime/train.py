@@ -96,11 +96,12 @@ class Evaluation:
     """
 
     def __init__(self, plan: Plan):
+        from ftc.runtime.data import read_splits
         from ftc.runtime.evaluate import load_eval_rows
 
         self.plan = plan
         cfg = plan.job.eval
-        self.rows = load_eval_rows(plan.job.data.path, cfg.max_rows)
+        self.rows = read_splits(plan.job.data, plan.job.method.name)["validation"][: cfg.max_rows]
         self.general = load_eval_rows(cfg.general.path, cfg.max_rows) if cfg.general.path else None
         self.path = Path(plan.run_dir) / EVAL_BEFORE
         method = plan.job.method

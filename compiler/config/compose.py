@@ -208,6 +208,8 @@ def compose_config(args: Sequence[str]) -> tuple[DictConfig, dict]:
     values = [o for o in overrides if not _is_group_override(o)]
     base, training_options = _split_training_options(groups, tuple(site_folders()))
     cfg = base.copy()
+    if isinstance(cfg.get("data"), DictConfig) and isinstance(cfg.data.get("fields"), DictConfig):
+        OmegaConf.set_struct(cfg.data.fields, False)  # data.fields.<field>=<column>: its keys are the user's
     for override in values:
         try:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)

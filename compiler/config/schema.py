@@ -27,6 +27,7 @@ from ftc.compiler.config.fields import (
 )
 from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
+from ftc.compiler.data.formats import FIELD_NAMES, FORMATS
 from ftc.compiler.limits import SWEEP_POINTS, SWEEP_POINTS_CEILING
 
 # ---------------------------------------------------------------- model configs
@@ -103,14 +104,38 @@ class Replay(Strict):
 
 class DataConfig(Strict):
     name: str = Field(description="dataset name; part of the output name")
-    path: PathText = Field(description="folder holding training/ and validation/ NDJSON files")
-    format: Literal["auto", "prompt_completion", "chat", "preference", "prompt_answer"] = "auto"
+    path: PathText = Field(
+        description="a data file, a folder of them, a folder with training/ and validation/, or a datasets save_to_disk folder"
+    )
+    format: Literal[("auto", *(f.name for f in FORMATS))] = Field(  # type: ignore[valid-type]
+        "auto", description="auto: detected from the rows' fields; else " + ", ".join(f.name for f in FORMATS)
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="data.fields.<field>=<column>: read a column under the name a format reads"
+    )
+    validation_split: float = Field(
+        0.05, gt=0.0, le=0.5, description="without a validation split in the data: this share of rows, by a hash of each row"
+    )
+    validation_max_rows: int = Field(500, ge=1, le=MAX_COUNT, description="at most this many rows split off for validation")
     max_seq_length: int | Auto = "auto"
     packing: bool = False
     chat_template: Literal["auto", "none"] = Field(
         "auto", description="auto: an instruct model's chat template formats prompt/completion rows (loss on the answer)"
     )
     replay: Replay = Field(default_factory=Replay)
+
+    def __hash__(self) -> int:  # the compile step caches by dataset; `fields` is a dict
+        return hash(self.model_dump_json())
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for canonical, column in value.items():
+            if canonical not in FIELD_NAMES:
+                raise ValueError(f"unknown field {canonical!r}: one of {', '.join(FIELD_NAMES)}")
+            if not column.strip() or any(ord(c) < 32 or ord(c) == 127 for c in column) or len(column) > 256:
+                raise ValueError(f"data.fields.{canonical}: a column name, 1 to 256 printable characters")
+        return value
 
     @field_validator("name")
     @classmethod

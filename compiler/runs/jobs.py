@@ -115,14 +115,19 @@ def _num(value) -> str:
 
 
 def table(views: list[RunView]) -> str:
-    header = ("NAME", "RUN ID", "JOB", "STATE", "ELAPSED", "PROGRESS", "TRAIN LOSS", "VAL LOSS")
+    """One row per run; a SWEEP column (its id and what differs within it) when a listed run is a sweep's point."""
+    from ftc.compiler.runs.compare import sweep_column
+
+    sweeps = sweep_column(views)
+    extra = ("SWEEP",) if any(cell != "-" for cell in sweeps) else ()
+    header = ("NAME", "RUN ID", "JOB", "STATE", "ELAPSED", "PROGRESS", "TRAIN LOSS", "VAL LOSS", *extra)
     rows = [header]
-    for v in views:
+    for v, sweep in zip(views, sweeps):
         percent = v.status.get("percent")
         rows.append(tuple(printable(cell, CELL_CHARS) for cell in (
             v.name, v.run_id, v.job, v.label, clock(v.elapsed_s),
             f"{percent:.0f}%" if isinstance(percent, (int, float)) else "-",
-            _num(v.status.get("train_loss")), _num(v.status.get("val_loss")))))
+            _num(v.status.get("train_loss")), _num(v.status.get("val_loss")), *((sweep,) if extra else ()))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
