@@ -20,6 +20,7 @@ OVERRIDE_DEPTH = 32  # nesting of [ ] and { } in an override value (Hydra's pars
 LIST_ITEMS = 10_000  # items of a list or mapping given in one override
 DATASET_LINE_BYTES = 16 << 20  # one JSONL line (a row); datasets readers import it
 DATASET_ROWS = 10_000_000  # rows of one dataset file
+DATASET_JSON_BYTES = 256 << 20  # a .json array file, parsed whole (JSON Lines streams and has no such bound)
 SITE_FILE_BYTES = 1 << 20  # one site YAML or template file
 SITE_YAML_NODES = 100_000  # scalars, lists and mappings in one site YAML file (aliases refused outright)
 

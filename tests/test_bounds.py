@@ -41,13 +41,18 @@ def test_a_bound_is_one_line_at_once(case, warm, tmp_path, capsys):
     for arg in case.get("args", []):
         expanded = _expand(arg)
         args += expanded.split() if arg.startswith("{2000*") else [expanded]
-    if "dataset" in case:
+    if "dataset" in case or "json_array" in case:
         data = tmp_path / "data"
         (data / "training").mkdir(parents=True)
         (data / "validation").mkdir()
         (data / "validation" / "part-0.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
-        with open(data / "training" / "part-0.jsonl", "w") as handle:
-            handle.write('{"prompt": "a", "completion": "b"}\n' + _expand(case["dataset"]) + "\n")
+        if "json_array" in case:
+            with open(data / "training" / "part-0.json", "w") as handle:
+                handle.write('[{"prompt": "a", "completion": "b"}')
+                handle.truncate(case["json_array"])
+        else:
+            with open(data / "training" / "part-0.jsonl", "w") as handle:
+                handle.write('{"prompt": "a", "completion": "b"}\n' + _expand(case["dataset"]) + "\n")
         args.append(f"data.path={data}")
     if args.count("-m"):
         args.remove("-m")
@@ -73,4 +78,5 @@ def test_readme_states_every_bound_as_limits_has_it():
     for name in ("SWEEP_POINTS", "SWEEP_POINTS_CEILING", "SWEEP_AXIS", "OVERRIDES", "OVERRIDE_CHARS", "OVERRIDE_DEPTH",
                  "LIST_ITEMS", "DATASET_ROWS", "SITE_YAML_NODES"):
         assert f"{getattr(limits, name):,}" in section, name
+    assert f"{limits.DATASET_JSON_BYTES >> 20} MiB" in section
     assert f"{limits.DATASET_LINE_BYTES >> 20} MiB" in section and f"{limits.SITE_FILE_BYTES >> 20} MiB" in section

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 
 from ftc.compiler.errors import UserError
-from ftc.compiler.limits import DATASET_LINE_BYTES, DATASET_ROWS
+from ftc.compiler.limits import DATASET_JSON_BYTES, DATASET_LINE_BYTES, DATASET_ROWS
 
 TEXT_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")
 ARROW_EXTENSIONS = (".parquet", ".arrow")
@@ -143,6 +143,8 @@ def _json(file: str) -> Iterator[Read]:
     if not head.startswith(b"["):
         yield from _json_lines(file)
         return
+    if os.path.getsize(file) > DATASET_JSON_BYTES:  # parsed whole: bounded (compiler/limits.py)
+        raise UserError(f"{file}: a JSON array of more than {DATASET_JSON_BYTES >> 20} MiB; write it as JSON Lines")
     try:
         with open(file, encoding="utf-8-sig") as handle:
             text = handle.read()
