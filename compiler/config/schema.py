@@ -27,27 +27,52 @@ from ftc.compiler.config.fields import (
 )
 from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
+from ftc.compiler.modelfolder.families import FAMILY_NAMES
 
 # ---------------------------------------------------------------- model configs
 
 
 class Architecture(Strict):
-    """The numbers the planner needs; the real ones of the published checkpoint."""
+    """The numbers the planner needs. A model folder ftc can read gives them (compiler/modelfolder);
+    a shipped model file types them, and they are checked against its config.json where it is readable."""
 
-    family: Literal["llama", "mistral", "qwen2"]
-    parameters: int = Field(gt=0, description="total parameter count")
+    family: str = Field(description=f"one of {', '.join(FAMILY_NAMES)}")
+    parameters: int = Field(gt=0, description="total parameter count (transformers' num_parameters())")
     layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     attention_heads: int = Field(gt=0)
     kv_heads: int = Field(gt=0)
+    head_dim: int | None = Field(None, gt=0, description="per attention head; hidden_size / attention_heads when unset")
     intermediate_size: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
     max_seq_length: int = Field(gt=0)
     tie_embeddings: bool = False
+    experts: int = Field(0, ge=0, description="MoE: routed experts a layer (0: dense)")
+    experts_per_token: int = Field(0, ge=0, description="MoE: experts each token is routed to")
+    shared_experts: int = Field(0, ge=0, description="MoE: experts every token passes (Qwen2-MoE)")
+    moe_intermediate_size: int = Field(0, ge=0, description="MoE: one expert's intermediate size")
+    sliding_window: int | None = Field(None, ge=1)
+    linear: dict[str, list[int]] = Field(
+        default_factory=dict, description="the blocks' linear layers: kind -> [d_in, d_out, count]; from the family's layout when unset"
+    )
+    sources: dict[str, str] = Field(default_factory=dict, description="where each number came from")
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.attention_heads
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        if value not in FAMILY_NAMES:
+            raise ValueError(f"unknown family {value!r}; ftc trains {', '.join(FAMILY_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> "Architecture":
+        if self.head_dim is None:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.attention_heads)
+        if not self.linear:
+            from ftc.compiler.modelfolder.layout import typed_linear
+
+            object.__setattr__(self, "linear", typed_linear(self))
+        return self
 
 
 class TrainingOption(Strict):
