@@ -46,6 +46,17 @@ def architecture_line(a) -> str:
             f"{a.parameters:,} parameters ({source})")
 
 
+def trains_line(plan: Plan) -> str:
+    """What the optimizer updates: the resolved LoRA targets, or every weight."""
+    share = plan.trainable_parameters / plan.job.model.architecture.parameters
+    count = f"{plan.trainable_parameters:,} trainable parameters ({share:.2%})"
+    if not plan.lora_targets:
+        return f"all weights: {count}"
+    asked = plan.job.method.lora.target_modules
+    asked = asked if isinstance(asked, str) else "named"
+    return f"LoRA on {', '.join(plan.lora_targets)} ({asked}): {count}"
+
+
 def summary(plan: Plan) -> str:
     job, method, data = plan.job, plan.job.method, plan.dataset
     length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
@@ -59,6 +70,7 @@ def summary(plan: Plan) -> str:
         f"model      {plan.model_urn}",
         f"arch       {architecture_line(job.model.architecture)}",
         f"method     {method.name} ({method.training_type}/{method.finetuning_type}): {hyper}",
+        f"trains     {trains_line(plan)}",
         f"data       {job.data.name} ({data.format}): {rows} rows"
         + (f", {long_rows} above {plan.max_seq_length} tokens (truncated)" if long_rows else "")
         + (f"; memory sized for sequences of {plan.memory.sequence_length} tokens" if plan.memory else ""),

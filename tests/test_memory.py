@@ -36,7 +36,7 @@ from ftc.compiler.planning.memory import (
 from ftc.compiler.planning.plan import Topology
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "custom")  # custom: read from its folder
 
 
 @functools.cache
@@ -55,7 +55,8 @@ def item(estimate, name):
     return next(i.gib for i in estimate.items if i.name == name)
 
 
-LORA = LoraMethod(name="lora")
+QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections; the default is all-linear
+LORA = LoraMethod(name="lora", lora={"target_modules": QKVO})
 SFT = SftMethod(name="sft")
 
 
@@ -67,7 +68,7 @@ def test_parameter_count_from_shapes_matches_the_published_checkpoint(name):
 
 def test_lora_parameters_match_peft_published_count_for_llama8b():
     # PEFT prints "trainable params: 6,815,744" for Llama-3-8B, r=8 on q/k/v/o.
-    assert lora_parameters(arch("llama8b"), LoraParams(adapter_dim=8)) == 6_815_744
+    assert lora_parameters(arch("llama8b"), LoraParams(adapter_dim=8, target_modules=QKVO)) == 6_815_744
 
 
 def test_lora_parameters_all_modules_by_hand():
@@ -75,6 +76,7 @@ def test_lora_parameters_all_modules_by_hand():
     per_layer = 8 * ((64 + 64) + (64 + 32) * 2 + (64 + 64) + (64 + 128) * 2 + (128 + 64))
     lora = LoraParams(adapter_dim=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     assert lora_parameters(arch("tiny"), lora) == 2 * per_layer == 16384
+    assert lora_parameters(arch("tiny"), LoraParams(adapter_dim=8)) == 16384  # all-linear, the default
 
 
 def test_full_finetuning_state_is_16_bytes_a_parameter_in_both_precisions():
@@ -129,7 +131,7 @@ def test_layer_activations_llama8b_by_hand():
     # q/k/v/o adapters each keep a bf16 input copy, a 1-byte dropout mask and the rank-8 hidden
     lora = 2 * (2 * h + 2 * kv) + 2 * 3 * i + 2 * 4 * h + 4 * (h * (2 + 1) + 2 * 8)
     assert layer_activation_bytes_per_token(arch("llama8b"), LORA, 4096) == lora == 188_480
-    no_dropout = LoraMethod(name="lora", lora={"adapter_dropout": 0.0})
+    no_dropout = LoraMethod(name="lora", lora={"adapter_dropout": 0.0, "target_modules": QKVO})
     assert layer_activation_bytes_per_token(arch("llama8b"), no_dropout, 4096) == lora - 4 * h
 
 

@@ -57,6 +57,12 @@ class Architecture(Strict):
     )
     sources: dict[str, str] = Field(default_factory=dict, description="where each number came from")
 
+    def built_numbers(self) -> dict:
+        """The numbers a model ftc builds (tiny, SmolLM2) is made from: its cache fingerprint, the same
+        as before the architecture grew read-only fields (head_dim when derived, experts, linear, sources)."""
+        return self.model_dump(include={"family", "parameters", "layers", "hidden_size", "attention_heads", "kv_heads",
+                                        "intermediate_size", "vocab_size", "max_seq_length", "tie_embeddings"})
+
     @field_validator("family")
     @classmethod
     def _family(cls, value: str) -> str:

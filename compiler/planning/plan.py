@@ -96,5 +96,7 @@ class Plan(Frozen):
     memory: MemoryEstimate | None = None
     estimate: TimeEstimate | None = None
     time_limit: str = Field(description="sbatch --time")
+    lora_targets: list[str] = Field(default_factory=list, description="LoRA: the model's linear layers that get adapters")
+    trainable_parameters: int = Field(0, ge=0, description="what the optimizer updates; the runtime checks PEFT's count")
     decisions: list[str] = Field(default_factory=list, description="why each `auto` became what it is")
     warnings: list[str] = Field(default_factory=list)
