@@ -33,7 +33,9 @@ def memory_line(plan: Plan) -> str:
     items = " + ".join(f"{i.name} {_gib(i.gib)}" for i in m.items if i.gib >= 0.05)
     if plan.gpu == "cpu":
         return f"{items} = {_gib(m.total_gib)} GiB per worker"
-    return f"{items} = {_gib(m.total_gib)} GiB per GPU of {_gib(m.capacity_gib)} GiB (headroom {m.headroom:.0%})"
+    check = (f"; model states {_gib(m.model_states_gib)} GiB >= {_gib(m.deepspeed_gib)} by DeepSpeed's "
+             f"{m.deepspeed_estimator}" if m.deepspeed_estimator else "")
+    return f"{items} = {_gib(m.total_gib)} GiB per GPU of {_gib(m.capacity_gib)} GiB (headroom {m.headroom:.0%}){check}"
 
 
 def architecture_line(a) -> str:

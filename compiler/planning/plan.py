@@ -70,6 +70,9 @@ class MemoryEstimate(Frozen):
     capacity_gib: float
     headroom: float
     sequence_length: int = Field(description="tokens per sequence the activations are sized for")
+    model_states_gib: float | None = Field(None, description="weights, gradients and optimizer states (with ZeRO's buffers)")
+    deepspeed_estimator: str | None = Field(None, description="the DeepSpeed function whose figure model states never go below")
+    deepspeed_gib: float | None = Field(None, description="that function's figure for this stage and layout")
 
 
 class TimeEstimate(Frozen):
