@@ -73,7 +73,7 @@ def test_peft_adapts_what_the_plan_counted_and_trains(model_folders, output_root
     peft_model = get_peft_model(model, lora_config(p))
     check_trainable(p, peft_model)  # raises when PEFT's count differs
     optimizer = torch.optim.AdamW([q for q in peft_model.parameters() if q.requires_grad], lr=1e-2)
-    ids = torch.randint(3, 128, (2, 16), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(4, 384, (2, 16), generator=torch.Generator().manual_seed(0))
     for _ in range(2):
         loss = peft_model(input_ids=ids, labels=ids).loss
         loss.backward()
