@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 
 VOCAB = 384  # the smallest byte-level tokenizer ftc's tiny model builds (256 bytes + specials + merges)
-SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=48,
-             vocab_size=VOCAB, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=3)
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "intermediate_size": 48, "vocab_size": VOCAB, "max_position_embeddings": 256, "pad_token_id": 0,
+         "bos_token_id": 1, "eos_token_id": 3}
 # name -> (model_type, extra config): every supported family, Qwen2 tied and untied.
 SUPPORTED = {
     "llama-tiny": ("llama", {}),
@@ -42,8 +43,8 @@ def build(root: Path) -> dict[str, dict]:
     from ftc.compiler.config.schema import Architecture
     from ftc.runtime.tiny import build_tokenizer, corpus
 
-    shape = dict(family="llama", parameters=1, layers=2, hidden_size=32, attention_heads=4, kv_heads=2,
-                 intermediate_size=48, vocab_size=VOCAB, max_seq_length=256)
+    shape = {"family": "llama", "parameters": 1, "layers": 2, "hidden_size": 32, "attention_heads": 4, "kv_heads": 2,
+             "intermediate_size": 48, "vocab_size": VOCAB, "max_seq_length": 256}
     tokenizer = build_tokenizer(Architecture(**shape), corpus())  # ChatML, like the tiny model's
     out = {}
     for name, (model_type, extra) in SUPPORTED.items():
@@ -57,7 +58,7 @@ def build(root: Path) -> dict[str, dict]:
                          if isinstance(m, torch.nn.Linear) and n != "lm_head"})
         out[name] = {"path": str(root / name), "model_type": model_type, "num_parameters": model.num_parameters(),
                      "linear": linear}
-    tiny = dict(hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=VOCAB)
+    tiny = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 48, "vocab_size": VOCAB}
     configs = {
         "bert-tiny": BertConfig(num_hidden_layers=1, **tiny),
         "t5-tiny": T5Config(d_model=32, d_ff=48, num_layers=1, num_heads=4, d_kv=8, vocab_size=VOCAB),

@@ -8,12 +8,13 @@ import shutil
 
 import pytest
 import yaml
+from conftest import REPO
+from model_folders import SUPPORTED
 
 from ftc.compiler.config.compose import load_job
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import compile_job
-from model_folders import SUPPORTED
-from conftest import REPO
+
 from site_files import admin_site
 
 pytestmark = pytest.mark.train  # the folders are built with transformers

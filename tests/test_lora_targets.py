@@ -7,11 +7,11 @@ import json
 import struct
 
 import pytest
+from model_folders import SUPPORTED
 
 from ftc.compiler.config.compose import load_job
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import compile_job
-from model_folders import SUPPORTED
 
 pytestmark = pytest.mark.train
 

@@ -9,10 +9,10 @@ import struct
 from pathlib import Path
 
 import pytest
+from model_folders import SUPPORTED, UNSUPPORTED
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.modelfolder import read_model_folder
-from model_folders import SUPPORTED, UNSUPPORTED
 
 pytestmark = pytest.mark.train  # the folders are built with transformers
 
@@ -25,7 +25,7 @@ def test_architecture_and_parameter_count_equal_transformers(model_folders, name
     assert info.model_type == built["model_type"]
     assert info.name == name
     assert sorted(k.rsplit(".", 1)[-1] for k in info.linear) == built["linear"]  # PEFT's all-linear kinds
-    config = json.loads(open(f"{built['path']}/config.json").read())
+    config = json.loads(Path(built["path"], "config.json").read_text())
     assert (info.layers, info.hidden_size, info.vocab_size) == (2, 32, 384)
     assert info.head_dim == (config.get("head_dim") or 8)
     assert info.tie_embeddings == config["tie_word_embeddings"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ftc.compiler.errors import UserError
 from ftc.compiler.modelfolder.families import BY_MODEL_TYPE, Family, supported_line, unsupported_kind
 from ftc.compiler.modelfolder.layout import Dims, expected_tensors, linear_modules
-from ftc.compiler.modelfolder.safetensors import read_weights
+from ftc.compiler.modelfolder.safetensors import json_object, read_weights
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_DIM = 2**31 - 1
@@ -69,10 +69,6 @@ class ModelInfo:
         }
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number")
-
-
 def read_config(folder: str) -> tuple[dict, str]:
     """config.json as a dict and its sha256; one line when it is missing, too large or not a JSON object."""
     path = os.path.join(folder, "config.json")
@@ -86,13 +82,7 @@ def read_config(folder: str) -> tuple[dict, str]:
         raise UserError(f"model.path: {path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise UserError(f"model.path: {path}: larger than {MAX_CONFIG_BYTES} bytes; not a model config")
-    try:
-        config = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"model.path: {path}: not JSON: {str(exc)[:120]}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"model.path: {path}: not a JSON object")
-    return config, hashlib.sha256(raw).hexdigest()
+    return json_object(raw, path), hashlib.sha256(raw).hexdigest()
 
 
 class _Config:
