@@ -51,6 +51,7 @@ class Architecture(Strict):
     experts_per_token: int = Field(0, ge=0, description="MoE: experts each token is routed to")
     shared_experts: int = Field(0, ge=0, description="MoE: experts every token passes (Qwen2-MoE)")
     moe_intermediate_size: int = Field(0, ge=0, description="MoE: one expert's intermediate size")
+    shared_expert_intermediate_size: int = Field(0, ge=0, description="MoE: the shared expert's intermediate size")
     sliding_window: int | None = Field(None, ge=1)
     linear: dict[str, list[int]] = Field(
         default_factory=dict, description="the blocks' linear layers: kind -> [d_in, d_out, count]; from the family's layout when unset"

@@ -120,7 +120,7 @@ def dims_of(arch) -> tuple[Family, Dims]:
 
     family = next(f for f in FAMILIES if f.name == arch.family)
     sparse = tuple(range(arch.layers)) if arch.experts else ()
-    shared = arch.intermediate_size if arch.shared_experts else 0
+    shared = (arch.shared_expert_intermediate_size or arch.intermediate_size) if arch.shared_experts else 0
     return family, Dims(arch.layers, arch.hidden_size, arch.attention_heads, arch.kv_heads, arch.head_dim,
                         arch.intermediate_size, arch.vocab_size, arch.tie_embeddings, arch.experts,
                         arch.moe_intermediate_size or arch.intermediate_size, shared, sparse)

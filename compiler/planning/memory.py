@@ -99,7 +99,7 @@ def active_intermediate(arch: Architecture) -> int:
     if not arch.experts:
         return arch.intermediate_size
     return arch.experts_per_token * (arch.moe_intermediate_size or arch.intermediate_size) + (
-        arch.intermediate_size * arch.shared_experts)
+        (arch.shared_expert_intermediate_size or arch.intermediate_size) * arch.shared_experts)
 
 
 @dataclass(frozen=True)
