@@ -28,6 +28,7 @@ from ftc.compiler.config.sites import GROUPS, initialize_hydra, site_folders
 from ftc.compiler.config.urn import expand_urn_override
 from ftc.compiler.config.validation import field_names, format_validation_error
 from ftc.compiler.errors import UserError
+from ftc.compiler.modelfolder.route import attach_model
 
 DEMO_FORMS = {"lora": "sft", "sft": "sft", "dpo": "dpo", "grpo": "grpo"}
 
@@ -282,9 +283,10 @@ def load_job(args: Sequence[str]) -> tuple[JobConfig, dict]:
     if training_options is not None:
         resolved["model"]["training_options"] = training_options
     try:
-        return JobConfig.model_validate(resolved), resolved
+        job = JobConfig.model_validate(resolved)
     except ValidationError as exc:
         raise UserError(*format_validation_error(exc)) from None
+    return attach_model(job), resolved
 
 
 def load_model_config(option: str):
@@ -302,3 +304,14 @@ def hydra_view(args: Sequence[str]) -> DictConfig:
     """Hydra's own record of composing `args`' config groups (runtime.choices, config_sources): ftc --info."""
     groups = tuple(o.input_line for o in parse_overrides(expand_urn_override(args)) if _is_group_override(o))
     return _compose_groups(groups, tuple(site_folders()), hydra=True).hydra
+
+
+def default_cluster():
+    """The cluster a plain `ftc` composes (the site's default), validated."""
+    from ftc.compiler.config.schema import ClusterConfig
+
+    cfg = _compose_groups((), tuple(site_folders()))
+    try:
+        return ClusterConfig.model_validate(resolve(cfg.cluster))
+    except ValidationError as exc:
+        raise UserError(*(f"cluster.{line}" for line in format_validation_error(exc))) from None
