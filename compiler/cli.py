@@ -118,6 +118,23 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "export": _export,
 }
 
+RUN_COMMANDS = ("status", "compare", "logs", "cancel", "generate", "chat", "export")  # read run folders
+
+
+def root_option(args: list[str]) -> list[str]:
+    """`output_root=DIR`, as the main command takes it, is --root DIR for the commands that read runs."""
+    found = [a for a in args if a.startswith("output_root=")]
+    if len(found) + sum(a == "--root" or a.startswith("--root=") for a in args) > 1:
+        raise UserError("output_root: given more than once (output_root=DIR or --root DIR, once)")
+    if not found:
+        return args
+    from ftc.compiler.runs.runstate import output_root
+
+    value = found[0].partition("=")[2]
+    output_root(value)  # the same checks as --root
+    return [a for a in args if a != found[0]] + ["--root", value]
+
+
 HYDRA_ONLY = {  # Hydra flags that have no meaning in ftc, and why
     "--config-path": "ftc's configs are its own conf/ plus the site folders in $FTC_SITE_CONFIG (ftc --info searchpath)",
     "--config-name": "ftc's primary config is always ftc.yaml; pick groups instead (model=..., method=...)",
@@ -246,7 +263,8 @@ def run(argv: Sequence[str]) -> int:
         print(usage())
         return 0
     if argv[0] in COMMANDS:
-        return COMMANDS[argv[0]](argv[1:])
+        args = root_option(argv[1:]) if argv[0] in RUN_COMMANDS else argv[1:]
+        return COMMANDS[argv[0]](args)
     flags, overrides = _parse_flags(argv)
     if flags.get("--help"):
         print(usage())

@@ -94,7 +94,7 @@ def show_sweep_script(runs: list[CompiledRun]) -> None:
     """
     from pathlib import Path
 
-    from ftc.compiler.runfolder import write_atomic
+    from ftc.compiler.runfolder import make_folders, write_atomic
     from ftc.compiler.submit.submitter import render_sweep, sweep_folder
 
     executors = {run.plan.job.cluster.executor for run in runs}
@@ -109,7 +109,7 @@ def show_sweep_script(runs: list[CompiledRun]) -> None:
     except UserError as exc:  # the points still compare side by side; only submitting them together fails
         print(f"no job array: {exc.problems[0]}")
         return
-    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    make_folders(Path(sweep_dir))
     write_atomic(Path(sweep_dir) / "sweep.sbatch", script)
     print(f"--- {sweep_dir}/sweep.sbatch")
     sys.stdout.write(script)

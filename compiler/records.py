@@ -35,6 +35,7 @@ METRICS_LIMIT = 256 << 20  # metrics.jsonl read whole (the runtime trims it on r
 SLURM_JOB_ID = r"^[0-9]{1,12}$"
 SLURM_REF = r"^[0-9]{1,12}(_([0-9]{1,9}|\[[0-9,%-]{1,64}\]))?$"  # 12, 12_3, 12_[0-3%2]
 LOCAL_REF = r"^local:[0-9]{1,10}$"
+OWNER = r"^[A-Za-z0-9_.][A-Za-z0-9._@-]{0,63}$"  # a login name as useradd allows it, nothing a terminal obeys
 RUN_ID = r"^[0-9a-f]{6,64}$"  # a run folder's name: plain ASCII, so no look-alike can pass for it
 
 Text = Annotated[str, Field(max_length=4096)]
@@ -46,6 +47,13 @@ Pid = Annotated[int, Field(gt=1, lt=1 << 22)]
 
 class RecordError(Exception):
     """A record that cannot be used: `file: field: reason`, one line."""
+
+
+UNREADABLE = "not readable by you"  # a permission, not damage: another user's run with a private umask
+
+
+class RecordUnreadable(RecordError):
+    """A record this user may not read (EACCES): the run is someone else's, its file intact."""
 
 
 class _Record(BaseModel):
@@ -187,6 +195,7 @@ class LastKnownRecord(_Record):
     elapsed: Annotated[str, Field(pattern=r"^[0-9:-]{0,20}$")] = ""
     exit_code: Annotated[str, Field(pattern=r"^[0-9:]{0,12}$")] = ""
     seen_at: Text | None = None
+    owner: Annotated[str, Field(pattern=OWNER)] | None = None  # who submitted it (the folder's owner decides)
 
 
 def open_regular(path: Path, inside: Path | None = None) -> int | None:
@@ -203,6 +212,8 @@ def open_regular(path: Path, inside: Path | None = None) -> int | None:
     except OSError as exc:
         if os.path.islink(path):
             raise RecordError(f"{path}: a symbolic link, not a file ftc wrote") from None
+        if isinstance(exc, PermissionError):
+            raise RecordUnreadable(f"{path}: {UNREADABLE} (its owner's permissions)") from None
         raise RecordError(f"{path}: cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -374,4 +385,15 @@ def new_record(run_dir: Path, executor: str, **fields) -> dict:
     previous = list(old.get("previous", []))
     if old.get("job"):
         previous.append(old["job"])
-    return {"executor": executor, "submitted_at": now(), "previous": previous, **fields}
+    return {"executor": executor, "submitted_at": now(), "previous": previous, **_owner(), **fields}
+
+
+def _owner() -> dict:
+    """The submitting user's login name, when the machine has one that fits OWNER."""
+    import pwd
+
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return {}
+    return {"owner": name} if re.fullmatch(OWNER, name) else {}

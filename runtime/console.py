@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ftc.compiler.runfolder import open_append
+from ftc.compiler.runfolder import make_folders, open_append
 
 PROGRESS_ENV = "FTC_PROGRESS"
 CLEAR = "\r\x1b[K"
@@ -52,7 +52,7 @@ class Console:
     def capture(self, run_dir: str, rank: int) -> Path:
         """From here on fds 1 and 2 write to the run's log file; the terminal is a private copy of fd 1."""
         logs = Path(run_dir) / "logs"
-        logs.mkdir(exist_ok=True)
+        make_folders(logs)
         self.log_path = logs / log_name(rank)
         sys.stdout.flush()
         sys.stderr.flush()

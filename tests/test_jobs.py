@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -188,7 +189,7 @@ def test_status_table_and_detail(root, monkeypatch, capsys):
     monkeypatch.setattr(slurm, "job_infos", lambda refs: StatusAnswer({"60": JobInfo("RUNNING", elapsed="00:01:20", source="squeue")}, []))
     assert jobs.status_command(["--root", str(root)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if run.plan.run_id in line)
-    assert row.split()[:4] == ["tiny-llama-shown", run.plan.run_id, "60", "running"] and "50%" in row and "1.75" in row
+    assert row.split()[:5] == ["tiny-llama-shown", run.plan.run_id, pwd.getpwuid(os.getuid()).pw_name, "60", "running"] and "50%" in row and "1.75" in row
     assert jobs.status_command([run.plan.run_id[:6], "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "state      running [from squeue]" in out and "progress   50%: step 5/10" in out

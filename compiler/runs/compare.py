@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ftc.compiler import records
 from ftc.compiler.errors import UserError
+from ftc.compiler.runfolder import make_folders
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.terminal import printable
 
@@ -36,7 +37,7 @@ def write_sweep(runs, points: list[list[str]]) -> str:
     namespace = sweep_dir.parents[1]
     listed = [{"run_id": r.plan.run_id, "folder": str(Path(r.plan.run_dir).relative_to(namespace)),
                "overrides": list(p)} for r, p in zip(runs, points)]
-    sweep_dir.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(sweep_dir.parent, group_write=True)  # every user's sweeps of the namespace
     records.write_json_record(sweep_dir.parent / f"{sweep_id}.json", {"sweep": sweep_id, "points": listed})
     for run in runs:
         records.write_json_record(Path(run.plan.run_dir) / SWEEP_FILE, {"sweep": sweep_id, "points": len(runs)})

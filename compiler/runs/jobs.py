@@ -34,6 +34,7 @@ def _parse(command: str, args: list[str], run_required: bool, follow: bool = Fal
     parser = _Parser(prog=f"ftc {command}")
     if listing:
         parser.add_argument("--all", action="store_true", help="list dry runs (compiled, never submitted) too")
+        parser.add_argument("--all-users", action="store_true", help="every user's runs, not only yours")
     parser.add_argument("run", nargs=None if run_required else "?", help="run id, unique prefix, or Slurm job id")
     parser.add_argument("--root", help="output root (default $FTC_OUTPUT_ROOT or ./runs)")
     if follow:
@@ -93,8 +94,13 @@ def resolve(query: str, root: Path) -> list[Path]:
     return prefix
 
 
-def _views(query: str | None, root: Path, notes: list[str] | None = None) -> list[RunView]:
-    folders = resolve(query, root) if query is not None else runstate.find_runs(root)
+def _views(query: str | None, root: Path, notes: list[str] | None = None, all_users: bool = True) -> list[RunView]:
+    """The runs a selector names (anyone's: another user's run is readable), or the listing: the
+    caller's runs unless `all_users`."""
+    if query is not None:
+        folders = resolve(query, root)
+    else:
+        folders = runstate.find_runs(root, None if all_users else os.getuid())
     return runstate.resolve_states([runstate.load(f, plan=len(folders) == 1) for f in folders], notes)
 
 
@@ -120,12 +126,12 @@ def table(views: list[RunView]) -> str:
 
     sweeps = sweep_column(views)
     extra = ("SWEEP",) if any(cell != "-" for cell in sweeps) else ()
-    header = ("NAME", "RUN ID", "JOB", "STATE", "ELAPSED", "PROGRESS", "TRAIN LOSS", "VAL LOSS", *extra)
+    header = ("NAME", "RUN ID", "OWNER", "JOB", "STATE", "ELAPSED", "PROGRESS", "TRAIN LOSS", "VAL LOSS", *extra)
     rows = [header]
     for v, sweep in zip(views, sweeps):
         percent = v.status.get("percent")
         rows.append(tuple(printable(cell, CELL_CHARS) for cell in (
-            v.name, v.run_id, v.job, v.label, clock(v.elapsed_s),
+            v.name, v.run_id, v.owner, v.job, v.label, clock(v.elapsed_s),
             f"{percent:.0f}%" if isinstance(percent, (int, float)) else "-",
             _num(v.status.get("train_loss")), _num(v.status.get("val_loss")), *((sweep,) if extra else ()))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -155,6 +161,8 @@ def _eval_lines(data: dict) -> list[str]:
 def detail(view: RunView) -> str:
     lines = _plan_lines(view)
     record, status = view.record or {}, view.status
+    said = record.get("owner")
+    lines.append(f"owner      {view.owner}" + (f" (job.json says {said})" if said and said != view.owner else ""))
     if record:
         where = f"Slurm job {record.get('job')}" if record.get("executor") == "slurm" else f"local pid {record.get('pid')}"
         sweep = f", task {record['array_index']} of sweep {record['sweep']}" if record.get("sweep") else ""
@@ -183,7 +191,8 @@ def detail(view: RunView) -> str:
     lines += [f"output     {kind}: {path}" for kind, path in (outputs.get("paths") or {}).items()]
     if view.log is not None:
         lines.append(f"log        {view.log}  (ftc logs {view.run_id} -f)")
-    lines += [f"damaged    {problem}" for problem in view.problems + problems + more]
+    lines += [f"{'unreadable' if records.UNREADABLE in problem else 'damaged   '} {problem}"
+              for problem in view.problems + problems + more]
     return "\n".join(printable(line, DETAIL_CHARS) for line in lines)
 
 
@@ -204,13 +213,14 @@ def status_command(args: list[str]) -> int:
     options = _parse("status", args, run_required=False, listing=True)
     root = runstate.output_root(options.root)
     notes: list[str] = []
-    views = _views(options.run, root, notes)
+    views = _views(options.run, root, notes, options.all_users)
     if options.run is not None and len(views) == 1:
         print(detail(views[0]))
     else:
         drafts = [v for v in views if v.state == "created"]
         shown = views if options.all else [v for v in views if v.state != "created"]
-        print(table(shown) if shown else f"no submitted runs under {printable(root)}")
+        whose = "" if options.all_users or options.run is not None else " of yours"
+        print(table(shown) if shown else f"no submitted runs{whose} under {printable(root)}")
         if drafts and not options.all:
             print(f"({len(drafts)} more compiled but never submitted, dry runs: ftc status --all lists them)")
     for note in notes:
@@ -299,6 +309,10 @@ def cancel_run(view: RunView) -> str:
     if view.damaged:
         raise UserError(next(p for p in view.problems if records.JOB_FILE in p) +
                         " (nothing was signalled: ftc cancels only jobs its records name validly)")
+    if not view.mine:
+        job = f"Slurm job {printable(record['job'])} " if record and record.get("job") else ""
+        raise UserError(f"run {run_id} belongs to {view.owner}: only its owner cancels it ({job}as Slurm's "
+                        "own rule: a job is cancelled by its user or an operator); nothing was signalled")
     if not record:
         return f"run {run_id} was never submitted; nothing to cancel"
     if view.state not in ACTIVE:

@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from ftc.compiler.runfolder import group_readable
+
 LOCK_FILE = ".submit.lock"
 RUNTIME_LOCK_FILE = ".runtime.lock"
 
@@ -21,12 +23,23 @@ class Busy(Exception):
 
 
 def _open_in(run_dir: Path, name: str) -> int:
-    """The lock file, opened in the run folder without following a link as the folder or the file."""
-    folder = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """The lock file, opened in the run folder without following a link as the folder or the file.
+    A lock this user may not open (another user's run) is one line naming the folder's owner."""
     try:
-        return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
-    finally:
-        os.close(folder)
+        folder = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
+            return group_readable(fd, os.fstat(folder))
+        finally:
+            os.close(folder)
+    except PermissionError:
+        from ftc.compiler.errors import UserError
+        from ftc.compiler.runs.owner import owner_name, owner_uid
+
+        uid = owner_uid(Path(run_dir))
+        raise UserError(f"{run_dir}/{name}: not yours to lock: the run belongs to "
+                        f"{owner_name(uid) if uid is not None else 'another user'}; ftc never writes into "
+                        "another user's run") from None
 
 
 def hold_runtime_lock(run_dir: Path) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from ftc.compiler import records
 from ftc.compiler.records import JOB_FILE
 from ftc.compiler.runs import reasons
+from ftc.compiler.runs.owner import owner_name, owner_uid
 from ftc.compiler.submit import slurm
 
 ACTIVE = ("pending", "running")
@@ -89,6 +90,20 @@ class RunView:
     why: str = ""
 
     misnamed: bool = False
+    owner_uid: int | None = None
+
+    @property
+    def owner(self) -> str:
+        return owner_name(self.owner_uid) if self.owner_uid is not None else "?"
+
+    @property
+    def mine(self) -> bool:
+        return self.owner_uid == os.getuid()
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Records this user may not read: the owner's permissions, not damage."""
+        return [p for p in self.problems if records.UNREADABLE in p]
 
     @property
     def run_id(self) -> str:
@@ -108,7 +123,8 @@ class RunView:
     @property
     def damaged(self) -> bool:
         """job.json is there but unusable: nothing may be signalled or resubmitted on its word."""
-        return self.record is None and any(p.startswith(str(self.run_dir / JOB_FILE)) for p in self.problems)
+        return self.record is None and any(p.startswith(str(self.run_dir / JOB_FILE)) and records.UNREADABLE not in p
+                                           for p in self.problems)
 
     @property
     def label(self) -> str:
@@ -129,12 +145,13 @@ def load(run_dir: Path, plan: bool = True) -> RunView:
     run_dir = Path(run_dir)
     plan, problems = records.read_plan(run_dir) if plan else ({}, [])
     misnamed = records.folder_problems(run_dir, plan if plan else None)
+    uid = owner_uid(run_dir)
     if misnamed:  # listed with its problem, never answered from
         return RunView(run_dir, {}, None, {}, state="unknown", reason="misnamed folder", problems=misnamed + problems,
-                       misnamed=True)
+                       misnamed=True, owner_uid=uid)
     record, job_problems = records.load_job(run_dir)
     status, status_problems = records.load(run_dir, records.STATUS_FILE, records.RunStatusRecord)
-    return RunView(run_dir, plan, record, status, problems=problems + job_problems + status_problems)
+    return RunView(run_dir, plan, record, status, problems=problems + job_problems + status_problems, owner_uid=uid)
 
 
 def _end_record(view: RunView) -> dict | None:
@@ -151,7 +168,10 @@ def _last_known(view: RunView) -> dict | None:
 
 
 def _remember(view: RunView, info: slurm.JobInfo) -> None:
-    """Keep Slurm's answer in the run folder (only when it changed) for when the controller is down."""
+    """Keep Slurm's answer in the run folder (only when it changed) for when the controller is down;
+    only in the caller's own runs (ftc never writes into another user's run)."""
+    if not view.mine:
+        return
     known = {"job": view.record["job"], "state": info.state, "reason": info.reason, "exit_code": info.exit_code}
     old = records.read_json(view.run_dir / LAST_KNOWN_FILE) or {}
     if {k: old.get(k) for k in known} != known:
@@ -205,7 +225,9 @@ def resolve_states(views: list[RunView], notes: list[str] | None = None) -> list
         if view.misnamed:
             continue
         if not record:
-            if view.damaged:
+            if any(p.startswith(str(view.run_dir / JOB_FILE)) for p in view.unreadable):
+                view.state, view.reason, view.source = "unknown", records.UNREADABLE, "nothing: job.json is private"
+            elif view.damaged:
                 view.state, view.reason, view.source = "unknown", "damaged job.json", "nothing: job.json is unusable"
             continue
         if record.get("executor") == "local":
@@ -225,12 +247,25 @@ def resolve_states(views: list[RunView], notes: list[str] | None = None) -> list
 
 
 def output_root(option: str | None = None) -> Path:
+    """--root / output_root= (else $FTC_OUTPUT_ROOT, else ./runs): a path, one printable line."""
+    if option is not None:
+        from ftc.compiler.errors import UserError
+        from ftc.compiler.runs.terminal import printable
+
+        if not option.strip():
+            raise UserError("output_root: empty; name the folder the runs are in (default $FTC_OUTPUT_ROOT or ./runs)")
+        if len(option) > 4096 or "\x00" in option or not option.isprintable():
+            raise UserError(f"output_root: {printable(option, 60)} is not a folder name (control characters, "
+                            "or longer than a path may be)")
     return Path(option or os.environ.get("FTC_OUTPUT_ROOT") or "runs")
 
 
-def find_runs(root: Path) -> list[Path]:
-    """Run folders under root (<namespace>/<model>-<name>/<run_id>/plan.json), least recently touched first."""
+def find_runs(root: Path, uid: int | None = None) -> list[Path]:
+    """Run folders under root (<namespace>/<model>-<name>/<run_id>/plan.json), least recently touched
+    first; with `uid`, only the folders that user owns (a stat each: no record of another's run is read)."""
     folders = [p.parent for p in root.glob("*/*/*/plan.json")]
+    if uid is not None:
+        folders = [f for f in folders if owner_uid(f) == uid]
 
     def touched(folder: Path) -> float:
         for name in (JOB_FILE, "plan.json"):

@@ -8,28 +8,39 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from ftc.compiler.config.fields import IDENTIFIER
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
-from ftc.compiler.runfolder import no_link, write_atomic
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from ftc.compiler.runfolder import file_mode, folder_mode, is_shared, make_folder, no_link, write_atomic
+from ftc.compiler.runs.owner import owner_name
 
 
 def _make_parents(folder: Path) -> list[Path]:
-    """mkdir -p, returning the folders it created (deepest last), so a failure can take them back."""
+    """mkdir -p, returning the folders it created (deepest last), so a failure can take them back.
+    On a shared root the folders several users' runs go into are group-writable and sticky."""
     missing = []
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
     created = []
     for path in reversed(missing):
-        path.mkdir()
+        make_folder(path, group_write=True)
         created.append(path)
     return created
+
+
+def refuse_others(run_dir: Path) -> None:
+    """A run belongs to the user who submitted it: ftc writes into no run folder someone else owns.
+    The other user's identical request is refused in one line that names the owner and the way out."""
+    try:
+        info = os.lstat(run_dir)
+    except OSError:
+        return
+    if info.st_uid != os.getuid():
+        me = owner_name(os.getuid())
+        raise UserError(f"run {run_dir.name}: {run_dir} belongs to {owner_name(info.st_uid)}, and ftc never writes "
+                        f"into another user's run; see it with ftc status {run_dir.name}, or train your own "
+                        f"with namespace={me if IDENTIFIER.fullmatch(me) else 'NAME'} (or your own output_root=)")
 
 
 def _remove_created(paths: Iterable[Path]) -> None:
@@ -51,6 +62,7 @@ def _refuse_links(run_dir: Path) -> None:
 def _write_one(run: CompiledRun, created: list[Path]) -> Path:
     run_dir = Path(run.plan.run_dir)
     _refuse_links(run_dir)
+    refuse_others(run_dir)
     if run_dir.is_dir():
         for name, text in run.files.items():
             write_atomic(run_dir / name, text)
@@ -58,10 +70,13 @@ def _write_one(run: CompiledRun, created: list[Path]) -> Path:
     created += _make_parents(run_dir.parent)
     tmp = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}."))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
-        (tmp / "logs").mkdir()
+        shared = is_shared(os.stat(run_dir.parent))
+        os.chmod(tmp, folder_mode(shared))  # names setgid on a shared root, so it is kept
+        make_folder(tmp / "logs")
         for name, text in run.files.items():
             (tmp / name).write_text(text)
+            if shared:  # the team reads the plan whatever the umask
+                os.chmod(tmp / name, file_mode(True))
         os.rename(tmp, run_dir)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

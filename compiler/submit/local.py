@@ -25,7 +25,7 @@ from ftc.compiler.planning.plan import Plan
 from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord, load, new_record, now, read_record,
                                   write_record)
 from ftc.compiler.render.sbatch import threads_per_worker
-from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, open_append, write_atomic
+from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, make_folders, open_append, write_atomic
 from ftc.compiler.submit.torchrun_output import ChildFailedFilter
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
@@ -189,7 +189,7 @@ def _prepare(plan: Plan) -> tuple[Path, Path]:
     if not has_torch():
         raise UserError(TRAIN_EXTRA)
     run_dir = Path(plan.run_dir)
-    (run_dir / "logs").mkdir(exist_ok=True)
+    make_folders(run_dir / "logs")
     for name in (STOP_FILE, REQUEUE_FILE, EXIT):
         (run_dir / name).unlink(missing_ok=True)
     return run_dir, run_dir / LOG

@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftc.compiler.runfolder import make_folders
+
 CLIENT_TIMEOUT = 30
 NO_SBATCH = "sbatch not found: ftc submits to Slurm from a login node; use cluster=local to run here"
 
@@ -97,7 +99,7 @@ def submit(script: str, folder: Path) -> tuple[str, Path]:
 
     if not have("sbatch"):
         raise SlurmUnavailable(NO_SBATCH)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folders(folder)
     executor = _script_executor(folder, script)
     quiet = io.StringIO()
     try:

@@ -22,7 +22,7 @@ from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.render.sbatch import ShellRaw, environment, gres_type_field, sbatch_directives
-from ftc.compiler.runfolder import write_atomic
+from ftc.compiler.runfolder import make_folders, write_atomic
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
 from ftc.compiler.runs.terminal import printable
@@ -281,7 +281,7 @@ def _submit_array(runs: list[CompiledRun], job: JobConfig | None) -> int:
     if not todo:
         return 0
     sweep_id, sweep_dir = sweep_folder(todo)
-    (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
+    make_folders(sweep_dir / "logs")
     script = render_sweep(todo, sweep_id, sweep_dir)
     script_path = sweep_dir / "sweep.sbatch"
     write_atomic(script_path, script)
