@@ -9,6 +9,7 @@ submitters write job.json, the run commands read them all; both sides import thi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -201,16 +202,18 @@ class LastKnownRecord(_Record):
 def open_regular(path: Path, inside: Path | None = None) -> int | None:
     """A descriptor on a regular file (None when absent); RecordError when it is a link, a FIFO, a
     device or outside `inside`. Opens without following a final symlink and without blocking, so a
-    FIFO or /dev/zero put in its place cannot hang or flood the reader."""
-    path = Path(path)
+    FIFO or /dev/zero put in its place cannot hang or flood the reader. A path below `inside` is
+    opened folder by folder from it, none of them followed if a link: nothing outside is opened."""
+    path = str(path)
     try:
-        if inside is not None and not os.path.islink(path) and not is_inside(path, inside):
+        below = _below(path, str(inside)) if inside is not None else None
+        if inside is not None and below is None and not os.path.islink(path) and not is_inside(path, inside):
             raise RecordError(f"{path}: outside the run folder {inside}")
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open_from(str(inside), below) if below else os.open(path, _READ)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        if os.path.islink(path):
+        if os.path.islink(path) or exc.errno == errno.ELOOP:
             raise RecordError(f"{path}: a symbolic link, not a file ftc wrote") from None
         if isinstance(exc, PermissionError):
             raise RecordUnreadable(f"{path}: {UNREADABLE} (its owner's permissions)") from None
@@ -219,6 +222,39 @@ def open_regular(path: Path, inside: Path | None = None) -> int | None:
         os.close(fd)
         raise RecordError(f"{path}: not a regular file")
     return fd
+
+
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _below(path: str, folder: str) -> list[str] | None:
+    """The names leading from `folder` to `path` (None unless `path` is spelled below it)."""
+    folder = folder.rstrip("/")
+    if not path.startswith(folder + "/"):
+        return None
+    names = path[len(folder) + 1:].split("/")
+    return None if {"", ".", ".."} & set(names) else names
+
+
+def _open_from(folder: str, names: list[str]) -> int:
+    """openat from `folder` through `names`: a folder or file that is a link fails (ELOOP/ENOTDIR)."""
+    if len(names) == 1:
+        return os.open(os.path.join(folder, names[0]), _READ)  # the folder itself is what the caller named
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names[:-1]:
+            try:
+                inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                raise RecordError(f"{os.path.join(folder, *names)}: {name} is a link or a file, not a folder: "
+                                  f"it may lead outside the run folder {folder}") from None
+            os.close(fd)
+            fd = inner
+        return os.open(names[-1], _READ, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None) -> str | None:
@@ -231,7 +267,7 @@ def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None)
         size = os.fstat(fd).st_size
         if size > limit:
             raise RecordError(f"{path}: {size} bytes, more than the {limit} a record may have")
-        data = os.pread(fd, limit + 1, 0)
+        data = os.pread(fd, min(size, limit) + 1, 0)  # one byte more shows a file that grew past the limit
     finally:
         os.close(fd)
     if len(data) > limit:
@@ -259,7 +295,18 @@ def read_tail(path: Path, limit: int, inside: Path | None = None) -> tuple[str, 
 
 
 def is_inside(path: Path, folder: Path) -> bool:
-    """True when `path`, its links resolved, lies within `folder` (also resolved)."""
+    """True when `path`, its links resolved, lies within `folder` (also resolved). A path named
+    below the folder by names that are no links is inside without resolving it from / (a listing
+    of 10,000 runs asks this for every record)."""
+    path, folder = str(path), str(folder).rstrip("/")
+    if path.startswith(folder + "/") and not {"", ".", ".."} & set(path[len(folder) + 1:].split("/")):
+        between = path
+        while len(between) > len(folder):
+            if os.path.islink(between):
+                break
+            between = os.path.dirname(between)
+        else:
+            return True
     try:
         return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
     except (OSError, ValueError):
@@ -334,11 +381,16 @@ def read_plan(run_dir: Path) -> tuple[dict, list[str]]:
     return (record.model_dump(exclude_unset=True) if record else {}), problems
 
 
+def _last3(path) -> tuple[str, ...]:
+    """<namespace>, <model>-<name>, <run id>: Path.parts[-3:] without its cost (a listing asks 10,000 times)."""
+    return tuple(part for part in os.fspath(path).split("/") if part)[-3:]
+
+
 def folder_problems(run_dir: Path, plan: dict | None = None) -> list[str]:
     """Why a run folder may not be answered from: its <namespace>/<model>-<name>/<run id> names are
     not plain ASCII (a look-alike of another run), or differ from what its plan.json says."""
     run_dir = Path(run_dir)
-    parts = run_dir.parts[-3:]
+    parts = _last3(run_dir)
     if not all(part.isascii() and part.isprintable() for part in parts) or not re.match(RUN_ID, run_dir.name):
         return [f"{run_dir}: folder name is not the plain ASCII a run folder has (a look-alike of another run?)"]
     if plan is None:
@@ -346,13 +398,13 @@ def folder_problems(run_dir: Path, plan: dict | None = None) -> list[str]:
     if plan.get("run_id") != run_dir.name:
         return [f"{run_dir / PLAN_FILE}: run_id {plan.get('run_id')!r} is not the folder's name"]
     planned = plan.get("run_dir")
-    if isinstance(planned, str) and Path(planned).parts[-3:] != parts:
+    if isinstance(planned, str) and _last3(planned) != parts:
         return [f"{run_dir / PLAN_FILE}: run_dir {planned!r} does not end in the folder's own path"]
     return []
 
 
 def load_job(run_dir: Path) -> tuple[dict | None, list[str]]:
-    record, problems = parse(Path(run_dir) / JOB_FILE, JobRecord)
+    record, problems = parse(os.path.join(run_dir, JOB_FILE), JobRecord)  # a string: 10,000 of them in a listing
     return (record.model_dump() if record else None), problems
 
 
@@ -362,7 +414,7 @@ def read_record(run_dir: Path) -> dict | None:
 
 def load(run_dir: Path, name: str, model: type[_Record]) -> tuple[dict, list[str]]:
     """A record other than job.json, field by field: what validates, and what did not."""
-    record, problems = parse(Path(run_dir) / name, model, lenient=True, inside=Path(run_dir))
+    record, problems = parse(os.path.join(run_dir, name), model, lenient=True, inside=run_dir)
     return (record.model_dump(exclude_none=True) if record else {}), problems
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def write_sweep(runs, points: list[list[str]]) -> str:
 def sweep_of(run_dir: Path) -> str | None:
     """The id of the sweep a run folder was compiled in, or None."""
     try:
-        data = records.read_json_file(Path(run_dir) / SWEEP_FILE, inside=Path(run_dir))
+        data = records.read_json_file(os.path.join(run_dir, SWEEP_FILE), inside=run_dir)
     except records.RecordError:
         return None
     sweep = (data or {}).get("sweep")
@@ -182,16 +183,23 @@ def sweep_column(views: list[runstate.RunView]) -> list[str]:
     """`ftc status`: per run, its sweep id and the values that differ between the listed runs of that sweep."""
     sweeps = [sweep_of(v.run_dir) for v in views]
     plans: dict[Path, dict] = {}
+    by_sweep: dict[str, list[runstate.RunView]] = {}
+    for view, sweep in zip(views, sweeps):
+        if sweep:
+            by_sweep.setdefault(sweep, []).append(view)
+    differ: dict[str, list[str]] = {}  # per sweep, computed once (10,000 listed runs stay linear)
     cells = []
     for view, sweep in zip(views, sweeps):
-        members = [v for v, s in zip(views, sweeps) if s and s == sweep]
+        members = by_sweep.get(sweep, []) if sweep else []
         if not sweep or len(members) < 2:
             cells.append(sweep or "-")
             continue
-        for member in members:
-            if member.run_dir not in plans:
-                plans[member.run_dir] = member.plan or records.read_plan(member.run_dir)[0]
-        keys = differing([plans[m.run_dir] for m in members])
+        if sweep not in differ:
+            for member in members:
+                if member.run_dir not in plans:
+                    plans[member.run_dir] = member.plan or records.read_plan(member.run_dir)[0]
+            differ[sweep] = differing([plans[m.run_dir] for m in members])
+        keys = differ[sweep]
         flat = flatten(plans[view.run_dir].get("job") or {})
         cells.append(f"{sweep}: " + " ".join(f"{k}={_cell(flat.get(k))}" for k in keys))
     return cells

@@ -263,19 +263,37 @@ def output_root(option: str | None = None) -> Path:
 def find_runs(root: Path, uid: int | None = None) -> list[Path]:
     """Run folders under root (<namespace>/<model>-<name>/<run_id>/plan.json), least recently touched
     first; with `uid`, only the folders that user owns (a stat each: no record of another's run is read)."""
-    folders = [p.parent for p in root.glob("*/*/*/plan.json")]
-    if uid is not None:
-        folders = [f for f in folders if owner_uid(f) == uid]
+    found = []
+    for namespace in _folders(str(root)):
+        for group in _folders(namespace.path):
+            for run in _folders(group.path):
+                try:
+                    if uid is not None and run.stat(follow_symlinks=False).st_uid != uid:
+                        continue
+                    os.stat(os.path.join(run.path, records.PLAN_FILE), follow_symlinks=False)
+                except OSError:
+                    continue
+                found.append((_touched(run.path), run.path))
+    found.sort()
+    return [Path(path) for _, path in found]
 
-    def touched(folder: Path) -> float:
-        for name in (JOB_FILE, "plan.json"):
-            try:
-                return (folder / name).stat().st_mtime
-            except OSError:
-                continue
-        return 0.0
 
-    return sorted(folders, key=touched)
+def _folders(path: str) -> list[os.DirEntry]:
+    """The sub-folders of `path` (no links: a run folder is never reached through one)."""
+    try:
+        with os.scandir(path) as entries:
+            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _touched(folder: str) -> float:
+    for name in (JOB_FILE, records.PLAN_FILE):
+        try:
+            return os.stat(os.path.join(folder, name)).st_mtime
+        except OSError:
+            continue
+    return 0.0
 
 
 def answerable(folders: list[Path]) -> list[Path]:

@@ -21,5 +21,7 @@ def printable(value: object, limit: int = SHOWN_CHARS) -> str:
     text = value if isinstance(value, str) else str(value)
     if len(text) > limit:
         text = text[:limit] + "..."
+    if text.isprintable():  # none of the categories escaped below (the common case, kept cheap)
+        return text
     return "".join(_escape(c) if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else c
                    for c in text)
