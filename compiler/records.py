@@ -82,6 +82,7 @@ class JobRecord(_Record):
     detach: bool = False
     cancelled: bool = False
     cancelled_at: Text | None = None
+    owner: Annotated[str, Field(pattern=OWNER)] | None = None  # who submitted it (the folder's owner decides)
 
     @model_validator(mode="after")
     def _job_fits_executor(self):
@@ -196,7 +197,6 @@ class LastKnownRecord(_Record):
     elapsed: Annotated[str, Field(pattern=r"^[0-9:-]{0,20}$")] = ""
     exit_code: Annotated[str, Field(pattern=r"^[0-9:]{0,12}$")] = ""
     seen_at: Text | None = None
-    owner: Annotated[str, Field(pattern=OWNER)] | None = None  # who submitted it (the folder's owner decides)
 
 
 def open_regular(path: Path, inside: Path | None = None) -> int | None:
