@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,10 +52,14 @@ def fill(root: Path, runs: int, owners: int) -> int:
     return mine
 
 
-def timed(command: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+def timed(command: list[str], env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, CPU seconds of the child, the result): CPU time is steadier on a busy machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
-    return time.perf_counter() - start, done
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, done
 
 
 def main() -> int:
@@ -90,19 +95,22 @@ def main() -> int:
         }
         medians = {}
         for name, commands in cases.items():
-            times = []
+            times, cpus = [], []
             for _ in range(options.repeat):
-                total = 0.0
+                total = cpu_total = 0.0
                 for command in commands:
-                    seconds, done = timed(command, env)
+                    seconds, cpu, done = timed(command, env)
+                    cpu_total += cpu
                     if done.returncode != 0:
                         print(f"{name}: {' '.join(command[:4])} failed: {done.stderr.strip()[:300]}", file=sys.stderr)
                         return 1
                     total += seconds
                 times.append(total)
+                cpus.append(cpu_total)
             medians[name] = statistics.median(times)
             rows = len(done.stdout.splitlines())
-            print(f"{name:<36} {medians[name]:6.2f} s (median of {options.repeat}; {rows:,} lines)")
+            print(f"{name:<36} {medians[name]:6.2f} s wall, {statistics.median(cpus):5.2f} s CPU "
+                  f"(medians of {options.repeat}; {rows:,} lines; load average {os.getloadavg()[0]:.1f})")
         own, every = medians["ftc status (the caller's runs)"], medians["ftc status --all-users"]
         bare_own, bare_every = medians["squeue + sacct, the caller's jobs"], medians["squeue + sacct, every job"]
         print(f"caller's runs: {own:.2f} s (target < 1 s), {own / bare_own:.1f}x the bare queries; "
