@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ftc.compiler.errors import UserError
+from ftc.compiler.runs.owner import mine, owner_name, owner_uid
 from ftc.runtime import trained as trained_runs
 from ftc.runtime.modelcard import serve_command, write_card
 
@@ -118,7 +119,13 @@ def export(found: trained_runs.Trained, merge: bool, to: str | None) -> tuple[st
 def export_command(args: list[str]) -> int:
     options = parser().parse_args(args)
     found = trained_runs.find(options.run, options.root)
-    with library_output_to(found.run_dir / EXPORT_LOG):
+    log = found.run_dir / EXPORT_LOG
+    if not mine(found.run_dir):  # ftc never writes into another user's run: the export and its log go elsewhere
+        if options.to is None:
+            raise UserError(f"run {found.run_dir.name} belongs to {owner_name(owner_uid(found.run_dir))}, and ftc "
+                            "never writes into another user's run: export it to a folder of yours with --to DIR")
+        log = Path(f"{Path(options.to).absolute()}.export.log")
+    with library_output_to(log):
         kind, target = export(found, options.merge, options.to)
     print(f"exported the {NAMES[kind]} of {found.plan.output_name} to {target}")
     print(f"base model {trained_runs.base_path(found.plan) if kind == 'adapter' else target}")

@@ -78,3 +78,21 @@ def test_the_listing_is_the_callers_runs(tmp_path, capsys, monkeypatch):
     assert jobs.status_command(["--root", str(tmp_path), "--all-users"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if run.plan.run_id in line)
     assert row.split()[2] == __import__("pwd").getpwuid(run_dir.stat().st_uid).pw_name
+
+
+def test_export_of_another_users_run_writes_nothing_into_it(tmp_path, monkeypatch):
+    """Export writes its log (and by default the export) into the run folder: not into another's."""
+    import json
+    from pathlib import Path
+
+    from ftc.runtime import export
+
+    run = compiled(tmp_path, "name=exported")
+    run_dir = Path(run.plan.run_dir)
+    (run_dir / "output" / "adapter").mkdir(parents=True)
+    (run_dir / "outputs.json").write_text(json.dumps({"paths": {"adapter": str(run_dir / "output" / "adapter")}}))
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    monkeypatch.setattr(os, "getuid", lambda: 4242)
+    with pytest.raises(UserError, match="belongs to .*--to DIR"):
+        export.export_command([run.plan.run_id, "--root", str(tmp_path)])
+    assert sorted(p.name for p in run_dir.rglob("*")) == before

@@ -38,7 +38,7 @@ def _open_in(run_dir: Path, name: str) -> int:
 
         uid = owner_uid(Path(run_dir))
         raise UserError(f"{run_dir}/{name}: not yours to lock: the run belongs to "
-                        f"{owner_name(uid) if uid is not None else 'another user'}; ftc never writes into "
+                        f"{owner_name(uid)}; ftc never writes into "
                         "another user's run") from None
 
 

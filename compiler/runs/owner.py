@@ -15,8 +15,10 @@ from ftc.compiler.runs.terminal import printable
 
 
 @functools.lru_cache(maxsize=4096)
-def owner_name(uid: int) -> str:
+def owner_name(uid: int | None) -> str:
     """The user's login name, or `uid N` where the machine has no name for it; safe to print."""
+    if uid is None:
+        return "another user"
     try:
         return printable(pwd.getpwuid(uid).pw_name, 64)
     except (KeyError, OverflowError):
