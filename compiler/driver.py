@@ -12,6 +12,7 @@ from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun, compile_job
 from ftc.compiler.report import summary, sweep_line
 from ftc.compiler.submit.folder import write_run, write_runs
+from ftc.compiler.submit.kept import folder_run
 
 
 def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
@@ -49,6 +50,9 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
         job, run = compile_point(overrides)
         write_run(run)
         if job.dry_run:
+            run, kept = folder_run(run)
+            if kept:
+                print(kept)
             print(summary(run.plan))
             print(f"--- {run.plan.run_dir}/job.sbatch")
             sys.stdout.write(run.script)

@@ -29,14 +29,18 @@ CHAT_TEMPLATE_TOKENS = 64  # headers and special tokens a chat template adds (Ll
 
 
 def run_id(job: JobConfig, data_digest: str) -> str:
-    """A short hash of the validated request: the same request always gets the same id.
+    """A short hash of what the user asked for: the validated request and the data's bytes.
 
-    The data enter by content, not by path: the same files in another folder (a copy, another
-    checkout of the bundled demo) are the same run.
+    The same request always gets the same id, across ftc releases too (an upgrade of a shared
+    environment must find the runs it queued and completed: ftc's version is not hashed), and a
+    field a later release adds with a default leaves ids as they were (values equal to the schema's
+    default are left out). The data enter by content, not by path: the same files in another folder
+    (a copy, another checkout of the bundled demo) are the same run.
     """
-    request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED))
-    request["data"]["path"] = request["data"]["replay"]["path"] = None
-    canonical = json.dumps({"ftc": ftc.__version__, "job": request, "data": data_digest},
+    request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED), exclude_defaults=True)
+    for data in (request.get("data", {}), request.get("data", {}).get("replay", {})):
+        data.pop("path", None)
+    canonical = json.dumps({"job": request, "method": job.method.name, "data": data_digest},
                            sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
 

@@ -27,6 +27,7 @@ from ftc.compiler.runs import runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
 from ftc.compiler.runs.terminal import printable
 from ftc.compiler.submit import slurm
+from ftc.compiler.submit.kept import folder_run
 
 SWEEP_TEMPLATE = "sweep.sbatch.j2"
 PER_RUN_DIRECTIVES = ("job-name", "output", "time")
@@ -158,6 +159,9 @@ def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
 
         with contextlib.ExitStack() as held:  # let go once the process and its job.json exist
             held.enter_context(run_lock(Path(run.plan.run_dir)))
+            run, note = folder_run(run)
+            if note:
+                print(note)
             if not still_to_run(run.plan):
                 return 0
             return local.foreground(run.plan, started=held.close)
@@ -173,6 +177,9 @@ def submission(run: CompiledRun, job: JobConfig | None = None) -> Iterator[str]:
 
     The check and the submission happen under the run folder's lock (see runs/lock.py)."""
     with run_lock(Path(run.plan.run_dir)):
+        run, kept = folder_run(run)
+        if kept:
+            yield kept
         todo, note = run_to_do(run.plan)
         if note:
             yield note
@@ -272,6 +279,9 @@ def _submit_array(runs: list[CompiledRun], job: JobConfig | None) -> int:
     todo = []
     for run in runs:
         try:
+            run, kept = folder_run(run)
+            if kept:
+                print(kept)
             if still_to_run(run.plan):
                 todo.append(run)
         except UserError as exc:
