@@ -27,6 +27,7 @@ from ftc.compiler.config.fields import (
 )
 from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
+from ftc.compiler.render.directives import SLURM_NAME
 
 # ---------------------------------------------------------------- model configs
 
@@ -188,6 +189,22 @@ class Container(Strict):
         return self
 
 
+class QosLimit(Strict):
+    """A QOS's per-job limits, as `sacctmgr show qos` lists them (MaxWall, MaxTRESPerJob): the planner
+    keeps within them and refuses what Slurm would leave pending for ever."""
+
+    max_time: str | None = Field(None, description="MaxWall, a Slurm time like 04:00:00")
+    max_gpus_per_job: int | None = Field(None, ge=1, le=MAX_COUNT, description="MaxTRESPerJob gres/gpu")
+    max_nodes_per_job: int | None = Field(None, ge=1, le=MAX_COUNT, description="MaxTRESPerJob node")
+
+    @field_validator("max_time")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None:
+            slurm_minutes(value)
+        return value
+
+
 class SiteGpu(Strict):
     """A GPU a site declares: the planner sizes memory and time with it; `family` is its URN variant."""
 
@@ -215,8 +232,12 @@ class ClusterConfig(Strict):
     partitions: dict[str, Partition] = Field(min_length=1)
     account: ShellText | None = Field(None, json_schema_extra=SET_BY_USER)
     qos: ShellText | None = Field(None, json_schema_extra=SET_BY_USER)
-    gpu_request: Literal["gpus-per-node", "gres"] = Field(
-        "gpus-per-node", description="how GPUs are asked for: --gpus-per-node=N or --gres=gpu:TYPE:N"
+    qos_limits: dict[str, QosLimit] = Field(
+        default_factory=dict, description="per QOS name: its per-job limits (else read with sacctmgr when it answers)"
+    )
+    gpu_request: Literal["gpus", "gpus-per-node", "gres"] = Field(
+        "gpus-per-node", description="how GPUs are asked for: gpus (or gpus-per-node): --gpus-per-node=N; "
+        "gres: --gres=gpu:TYPE:N"
     )
     gres_name: ShellText | None = Field(
         None, description="the TYPE in --gres=gpu:TYPE:N where a partition sets no gres_type; none: --gres=gpu:N"
@@ -262,6 +283,14 @@ class ClusterConfig(Strict):
     def gpu_spec(self, name: str | None = None) -> Gpu:
         """The chosen partition's GPU (or the one named), from ftc's catalogue and the site's."""
         return catalogue(self.gpus)[name or self.chosen.gpu]
+
+    @field_validator("qos_limits")
+    @classmethod
+    def _qos_names(cls, value: dict) -> dict:
+        for name in value:
+            if not SLURM_NAME.fullmatch(name):
+                raise ValueError(f"{name[:80]!r} is not a Slurm QOS name (letters, digits, '.', '_', '-', '+', '@')")
+        return value
 
     @model_validator(mode="after")
     def _rdzv_ports(self) -> "ClusterConfig":

@@ -18,6 +18,7 @@ from ftc.compiler.checks.datasets import inspect_dataset
 from ftc.compiler.checks.inputs import model_path_warnings
 from ftc.compiler.config.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.errors import UserError
+from ftc.compiler.planning import qos
 from ftc.compiler.planning.deepspeed import deepspeed_config
 from ftc.compiler.planning.estimate import estimate_time, sbatch_time
 from ftc.compiler.planning.plan import DatasetSummary, Plan
@@ -109,13 +110,20 @@ def build_plan(job: JobConfig) -> Plan:
     data_files = _files_signature(job.data.path, job.data.replay.path)
     dataset = _inspect(job.data, job.method.name, seq_len, data_files)
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
-    solution = solve(job, rows, padded_length(job, dataset, seq_len))
+    limits = qos.qos_limits(job)
+    if job.resources.time != "auto":
+        qos.check_time(job.resources.time, limits)
+    planned = qos.within(job, limits)  # the partition as far as the QOS lets one job use it
+    try:
+        solution = solve(planned, rows, padded_length(job, dataset, seq_len))
+    except UserError as exc:
+        raise qos.explain(exc, limits) from None
     topology = solution.topology
     gpu, precision = job.cluster.chosen.gpu, solution.precision
-    estimate = estimate_time(job, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len,
+    estimate = estimate_time(planned, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len,
                              validation_rows=dataset.rows.get("validation", 0))
     if job.resources.time == "auto":
-        time_limit = sbatch_time(estimate.hours, job.cluster.chosen.max_time)[0]
+        time_limit = sbatch_time(estimate.hours, planned.cluster.chosen.max_time)[0]
     else:
         time_limit = job.resources.time
         guards.check_time(job, time_limit)
