@@ -178,9 +178,11 @@ class Partition(Strict):
 
 
 class Container(Strict):
-    kind: Literal["none", "pyxis", "apptainer"] = "none"
+    kind: Literal["none", "pyxis", "apptainer", "singularity"] = "none"
     image: ShellText | None = None
-    mounts: list[ShellText] = Field(default_factory=list)
+    mounts: list[ShellText] = Field(
+        default_factory=list, description="SRC[:DST[:OPTS]] each: pyxis --container-mounts, apptainer/singularity --bind"
+    )
 
     @model_validator(mode="after")
     def _image(self) -> "Container":
@@ -303,7 +305,7 @@ class ClusterConfig(Strict):
     def _container_setup_needs_a_container(self) -> "ClusterConfig":
         for name, part in self.partitions.items():
             if part.container_setup and self.container.kind == "none":
-                raise ValueError(f"cluster.partitions.{name}.container_setup: needs cluster.container.kind pyxis or apptainer")
+                raise ValueError(f"cluster.partitions.{name}.container_setup: needs cluster.container.kind pyxis, apptainer or singularity")
         return self
 
     @property

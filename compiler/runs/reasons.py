@@ -12,6 +12,7 @@ from ftc.compiler import records
 LOG_SCAN_BYTES = 1 << 20  # the tail of the log that is searched (the last attempt of a requeued job)
 EXIT_MEANINGS = {
     2: "ftc refused the plan or its input",
+    3: "the container runtime is missing on the node (the log's error line names it)",
     126: "a command could not be executed",
     127: "command not found: a setup line or the launcher is missing on the node",
     130: "interrupted",

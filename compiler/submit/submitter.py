@@ -21,7 +21,8 @@ from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.planning.plan import Plan
-from ftc.compiler.render.sbatch import ShellRaw, environment, gres_type_field, sbatch_directives
+from ftc.compiler.render.directives import slurm_path
+from ftc.compiler.render.sbatch import ShellRaw, gres_type_field, job_context, render_template, sbatch_directives
 from ftc.compiler.runfolder import write_atomic
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
@@ -240,16 +241,21 @@ def render_sweep(runs: list[CompiledRun], sweep_id: str, sweep_dir: Path) -> str
     """The job array script; a site's template_dir may override sweep.sbatch.j2 like job.sbatch.j2."""
     plan = runs[0].plan
     parallelism = min(plan.job.cluster.array_parallelism, len(runs))
-    template = environment(plan.job.cluster.template_dir).get_template(SWEEP_TEMPLATE)
-    return template.render(
-        sweep_id=sweep_id,
-        ftc_version=ftc.__version__,
-        job_name=f"ftc-{plan.job.name}-sweep-{sweep_id}",
-        directives=[(ShellRaw(flag), value) for flag, value in common_directives(runs)],
-        output=f"{sweep_dir}/logs/slurm-%A_%a.out",
-        array=f"0-{len(runs) - 1}%{parallelism}",
-        run_dirs=[r.plan.run_dir for r in runs],
-    )
+    directives = [
+        ("job-name", f"ftc-{plan.job.name}-sweep-{sweep_id}"),
+        *common_directives(runs),
+        ("output", f"{slurm_path('output_root', sweep_dir)}/logs/slurm-%A_%a.out"),
+        ("array", f"0-{len(runs) - 1}%{parallelism}"),
+    ]
+    # The first point's variables too: a site's job.sbatch.j2 that this template extends may use them.
+    return render_template(plan.job.cluster.template_dir, SWEEP_TEMPLATE, {
+        **job_context(plan),
+        "run_id": f"sweep-{sweep_id}",
+        "sweep_id": sweep_id,
+        "ftc_version": ftc.__version__,
+        "directives": [(ShellRaw(flag), value) for flag, value in directives],
+        "run_dirs": [r.plan.run_dir for r in runs],
+    })
 
 
 def sweep_folder(runs: list[CompiledRun]) -> tuple[str, Path]:

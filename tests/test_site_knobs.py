@@ -3,6 +3,10 @@ with sacctmgr), and gpu_request: gpus honoured by single and array scripts alike
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +93,62 @@ def test_gpu_request_gpus_renders_gpus_per_node_in_single_and_array_scripts_acce
         assert "#SBATCH --gpus-per-node=1" in text and "--gres" not in text
         proc = subprocess.run(["sbatch", "--test-only", str(script)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and " to start at " in proc.stderr, proc.stderr
+
+
+def scripts(output_root: Path, cluster: str, capsys) -> tuple[str, str]:
+    """The single job's script and the job array's, from dry runs."""
+    code, out, err = run([cluster, "model=llama8b"], capsys)
+    assert code == 0, err
+    with pytest.raises(SystemExit):
+        main(["-m", cluster, "model=llama8b", "method.learning_rate=1e-4,2e-4", "dry_run=true"])
+    capsys.readouterr()
+    single = sorted(output_root.rglob("job.sbatch"))[0].read_text()
+    return single, next(output_root.rglob("sweep.sbatch")).read_text()
+
+
+def test_a_sites_directive_override_applies_to_single_jobs_and_arrays(tmp_path, monkeypatch, output_root, capsys):
+    cluster = admin_site(tmp_path, monkeypatch, "example", {})
+    templates = tmp_path / "admin-site-admin" / "templates"
+    templates.mkdir()
+    (templates / "job.sbatch.j2").write_text(
+        '{% extends "ftc/job.sbatch.j2" %}\n{% block directives %}{{ super() }}#SBATCH --comment=site-{{ run_id }}\n'
+        "{% endblock %}\n")
+    single, array = scripts(output_root, cluster, capsys)
+    assert "#SBATCH --comment=site-" in single and "#SBATCH --array=0-1%" in array
+    sweep_id = re.search(r"# ftc sweep (\w+):", array).group(1)
+    assert f"#SBATCH --comment=site-sweep-{sweep_id}\n" in array
+
+
+@pytest.mark.parametrize("kind", ["apptainer", "singularity"])
+def test_apptainer_binds_come_from_container_mounts(tmp_path, monkeypatch, output_root, capsys, kind):
+    cluster = admin_site(tmp_path, monkeypatch, "example", {"container": {
+        "kind": kind, "image": "/c/ftc.sif", "mounts": ["/data:/data:ro", "/scratch"]}})
+    single, _ = scripts(output_root, cluster, capsys)
+    assert f"  {kind} exec --nv --bind /data:/data:ro --bind /scratch /c/ftc.sif \\\n" in single
+
+
+@pytest.mark.parametrize("mount", ["", "a,b", "a\\b", "a\nb", "a\x1bb"])
+def test_a_bad_mount_is_one_line(tmp_path, monkeypatch, output_root, capsys, mount):
+    cluster = admin_site(tmp_path, monkeypatch, "example", {"container": {
+        "kind": "apptainer", "image": "/c/ftc.sif", "mounts": [mount]}})
+    code, out, err = run([cluster, "model=llama8b"], capsys)
+    assert code == 2 and err.startswith("ftc: error: cluster.container.mounts") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("pyxis", "srun on {host} has no --container-image option: the pyxis plugin is not installed here (cluster.container.kind=pyxis)"),
+    ("apptainer", "apptainer is not installed on {host} (cluster.container.kind=apptainer)"),
+])
+def test_a_missing_container_runtime_on_the_node_is_named(tmp_path, monkeypatch, output_root, capsys, kind, says):
+    """The real script, run by bash with Slurm's own srun (no pyxis here) and no apptainer on PATH."""
+    if not shutil.which("srun"):
+        pytest.skip("srun not installed")
+    cluster = admin_site(tmp_path, monkeypatch, "local", {"container": {"kind": kind, "image": "/c/ftc.sif"}})
+    code, out, err = run([cluster, "model=tiny"], capsys)
+    assert code == 0, err
+    script = next(output_root.rglob("job.sbatch"))
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not Path(p, "apptainer").exists())
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": path, "SLURM_JOB_ID": "1"})
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip() == f"ftc: error: {says.format(host=socket.gethostname())}"
