@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from ftc.compiler.checks.inputs import check_inputs, check_output_root
 from ftc.compiler.config.compose import expand_sweep, load_job
@@ -12,7 +15,7 @@ from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun, compile_job
 from ftc.compiler.report import summary, sweep_line
 from ftc.compiler.submit.folder import write_run, write_runs
-from ftc.compiler.submit.kept import folder_run
+from ftc.compiler.submit.kept import folder_run, has_history
 
 
 def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
@@ -45,32 +48,63 @@ def compile_sweep(overrides: Sequence[str]) -> tuple[JobConfig, list[tuple[list[
     return request, points
 
 
+@contextlib.contextmanager
+def nothing_left_if_refused(runs: list[CompiledRun]) -> Iterator[None]:
+    """A submission refused (preflight, Slurm, a lock) leaves no "created" run folder behind: the run
+    folders, their parents and the sweep folder this command made are removed again; folders that
+    existed before, or that a job was submitted from meanwhile, stay."""
+    fresh = [Path(r.plan.run_dir) for r in runs if not Path(r.plan.run_dir).exists()]
+    made = {p for r in runs for p in (*Path(r.plan.run_dir).parents[:2], Path(r.plan.run_dir).parents[1] / "sweeps")
+            if not p.exists()}
+    sweeps = {Path(r.plan.run_dir).parents[1] / "sweeps" for r in runs}
+    before = {p for folder in sweeps if folder.is_dir() for p in folder.iterdir()}
+    try:
+        yield
+    except UserError:
+        for run_dir in fresh:
+            if run_dir.is_dir() and not has_history(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        for folder in sweeps:
+            for sweep in (set(folder.iterdir()) - before if folder.is_dir() else set()):
+                if not (sweep / "sweep.json").exists():
+                    shutil.rmtree(sweep, ignore_errors=True)
+        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        raise
+
+
 def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
     if not multirun:
         job, run = compile_point(overrides)
-        write_run(run)
-        if job.dry_run:
-            run, kept = folder_run(run)
-            if kept:
-                print(kept)
-            print(summary(run.plan))
-            print(f"--- {run.plan.run_dir}/job.sbatch")
-            sys.stdout.write(run.script)
-            return 0
-        from ftc.compiler.submit.submitter import submit_run
+        if not job.dry_run:
+            with nothing_left_if_refused([run]):
+                write_run(run)
+                from ftc.compiler.submit.submitter import submit_run
 
-        return submit_run(run, job)
+                return submit_run(run, job)
+        write_run(run)
+        run, kept = folder_run(run)
+        if kept:
+            print(kept)
+        print(summary(run.plan))
+        print(f"--- {run.plan.run_dir}/job.sbatch")
+        sys.stdout.write(run.script)
+        return 0
     request, points = compile_sweep(overrides)
+    if not request.dry_run:
+        from ftc.compiler.submit.submitter import submit_sweep
+
+        with nothing_left_if_refused([run for _, run in points]):
+            write_runs([run for _, run in points])
+            return submit_sweep([run for _, run in points], request)
     write_runs([run for _, run in points])
     if request.dry_run:
         print(f"sweep: {len(points)} point(s), one run folder each")
         for index, (point, run) in enumerate(points):
             print(sweep_line(index, run.plan, point))
         show_sweep_script([run for _, run in points])
-        return 0
-    from ftc.compiler.submit.submitter import submit_sweep
-
-    return submit_sweep([run for _, run in points], request)
+    return 0
 
 
 def show_sweep_script(runs: list[CompiledRun]) -> None:

@@ -150,5 +150,5 @@ def test_a_missing_container_runtime_on_the_node_is_named(tmp_path, monkeypatch,
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not Path(p, "apptainer").exists())
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PATH": path, "SLURM_JOB_ID": "1"})
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == 69, proc.stderr  # EX_UNAVAILABLE
     assert proc.stderr.strip() == f"ftc: error: {says.format(host=socket.gethostname())}"

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ftc.compiler.config.fields import (
     MAX_COUNT,
+    MAX_SLURM_MINUTES,
     SET_BY_SITE,
     SET_BY_USER,
     Auto,
@@ -370,11 +371,23 @@ class Training(Strict):
     seed: int = Field(42, ge=0, le=2**32 - 1, description="0 to 2**32-1, the range numpy's seed takes")
     eval_steps: int = Field(10, ge=1, le=MAX_COUNT, description="validate every this many optimizer steps")
     save_steps: int = Field(50, ge=1, le=MAX_COUNT, description="checkpoint every this many optimizer steps")
+    checkpoint_minutes: float | Auto = Field(
+        "auto", description="also checkpoint at least this often by wall time, so a hard kill (TIMEOUT, NODE_FAIL, "
+        "OOM) loses at most this much; auto: a tenth of --time, at most 30"
+    )
     logging_steps: int = Field(1, ge=1, le=MAX_COUNT)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="trackers, each writing into the run folder (tensorboard/, mlruns/, wandb/: offline)"
     )
+
+
+    @field_validator("checkpoint_minutes")
+    @classmethod
+    def _minutes(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and not 0 < value <= MAX_SLURM_MINUTES:
+            raise ValueError(f"must be auto or minutes above 0, at most {MAX_SLURM_MINUTES} (got {value})")
+        return value
 
 
 class GeneralEval(Strict):

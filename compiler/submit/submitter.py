@@ -24,7 +24,7 @@ from ftc.compiler.planning.plan import Plan
 from ftc.compiler.render.directives import slurm_path
 from ftc.compiler.render.sbatch import ShellRaw, gres_type_field, job_context, render_template, sbatch_directives
 from ftc.compiler.runfolder import write_atomic
-from ftc.compiler.runs import runstate
+from ftc.compiler.runs import reasons, runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
 from ftc.compiler.runs.terminal import printable
 from ftc.compiler.submit import slurm
@@ -115,7 +115,7 @@ def run_to_do(plan: Plan) -> tuple[bool, str | None]:
         return False, f"run {plan.run_id} already completed (job {view.job}); outputs: {_outputs(run_dir)}"
     if view.record:
         ended = "is unknown to Slurm" if view.state == "unknown" else f"ended {view.label}"
-        return True, f"run {plan.run_id}: job {view.job} {ended}; resubmitting (it resumes from its last checkpoint)"
+        return True, f"run {plan.run_id}: job {view.job} {ended}; resubmitting: {reasons.resume_note(run_dir)}"
     return True, None
 
 
