@@ -382,6 +382,13 @@ class Training(Strict):
     )
 
 
+    @field_validator("checkpoint_minutes", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value):
+        if isinstance(value, bool):
+            raise ValueError(f"must be auto or minutes, not true or false (got {value})")
+        return value
+
     @field_validator("checkpoint_minutes")
     @classmethod
     def _minutes(cls, value: float | str) -> float | str:
