@@ -136,3 +136,10 @@ def test_a_folder_never_submitted_gets_the_new_plan(output_root, monkeypatch):
     write_run(new)
     assert (run_dir / "plan.json").read_text() == new.files["plan.json"]
     assert folder_run(new) == (new, None)
+
+
+def test_status_shows_a_plan_an_earlier_release_wrote(output_root, ftc):
+    stored_plan(1, output_root / "default" / "tiny-llama-demo-lora" / "269acfef97")
+    result = ftc("status", "269acfef97")
+    assert result.code == 0, result.err
+    assert "run        default/tiny-llama-demo-lora@269acfef97" in result.out and "\nlayout " in result.out
