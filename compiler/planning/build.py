@@ -19,6 +19,7 @@ from ftc.compiler.checks.inputs import model_path_warnings
 from ftc.compiler.checks.lora_targets import resolve_targets
 from ftc.compiler.config.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.errors import UserError
+from ftc.compiler.planning import qos
 from ftc.compiler.planning.deepspeed import deepspeed_config
 from ftc.compiler.planning.estimate import estimate_time, sbatch_time
 from ftc.compiler.planning.plan import DatasetSummary, Plan
@@ -30,14 +31,18 @@ CHAT_TEMPLATE_TOKENS = 64  # headers and special tokens a chat template adds (Ll
 
 
 def run_id(job: JobConfig, data_digest: str) -> str:
-    """A short hash of the validated request: the same request always gets the same id.
+    """A short hash of what the user asked for: the validated request and the data's bytes.
 
-    The data enter by content, not by path: the same files in another folder (a copy, another
-    checkout of the bundled demo) are the same run.
+    The same request always gets the same id, across ftc releases too (an upgrade of a shared
+    environment must find the runs it queued and completed: ftc's version is not hashed), and a
+    field a later release adds with a default leaves ids as they were (values equal to the schema's
+    default are left out). The data enter by content, not by path: the same files in another folder
+    (a copy, another checkout of the bundled demo) are the same run.
     """
-    request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED))
-    request["data"]["path"] = request["data"]["replay"]["path"] = None
-    canonical = json.dumps({"ftc": ftc.__version__, "job": request, "data": data_digest},
+    request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED), exclude_defaults=True)
+    for data in (request.get("data", {}), request.get("data", {}).get("replay", {})):
+        data.pop("path", None)
+    canonical = json.dumps({"job": request, "method": job.method.name, "data": data_digest},
                            sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
 
@@ -106,13 +111,20 @@ def build_plan(job: JobConfig) -> Plan:
     data_files = _files_signature(job.data.path, job.data.replay.path)
     dataset = _inspect(job.data, job.method.name, seq_len, data_files, job.model.path)
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
-    solution = solve(job, rows, padded_length(job, dataset, seq_len))
+    limits = qos.qos_limits(job)
+    if job.resources.time != "auto":
+        qos.check_time(job.resources.time, limits)
+    planned = qos.within(job, limits)  # the partition as far as the QOS lets one job use it
+    try:
+        solution = solve(planned, rows, padded_length(job, dataset, seq_len))
+    except UserError as exc:
+        raise qos.explain(exc, limits) from None
     topology = solution.topology
     gpu, precision = job.cluster.chosen.gpu, solution.precision
-    estimate = estimate_time(job, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len,
+    estimate = estimate_time(planned, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len,
                              validation_rows=dataset.rows.get("validation", 0))
     if job.resources.time == "auto":
-        time_limit = sbatch_time(estimate.hours, job.cluster.chosen.max_time)[0]
+        time_limit = sbatch_time(estimate.hours, planned.cluster.chosen.max_time)[0]
     else:
         time_limit = job.resources.time
         guards.check_time(job, time_limit)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.runfolder import no_link, write_atomic
+from ftc.compiler.submit.kept import keeps_plan
 
 
 def _umask() -> int:
@@ -52,6 +53,8 @@ def _write_one(run: CompiledRun, created: list[Path]) -> Path:
     run_dir = Path(run.plan.run_dir)
     _refuse_links(run_dir)
     if run_dir.is_dir():
+        if keeps_plan(run):  # submitted before, by another release: its plan stays (see kept.py)
+            return run_dir
         for name, text in run.files.items():
             write_atomic(run_dir / name, text)
         return run_dir
