@@ -31,6 +31,7 @@ def datasets(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("datasets")
     shutil.copytree(bundled_dataset("demo", "lora"), root / "email-assist")
+    shutil.copytree(bundled_dataset("demo", "lora"), root / "team-b" / "support")
     return root
 
 
@@ -151,7 +152,7 @@ def test_schema_errors_are_the_clis_lines(server, tmp_path):
 def test_a_body_compiles_to_the_clis_run_id(tmp_path, datasets):
     """The API's translation of a body and the equivalent command line give the same run id
     (the output root is part of a run id, so both use the same)."""
-    srv = start(tmp_path / "srv", "--rate", "0", "cluster=local", "dry_run=true", env={"FTC_API_DATASETS": str(datasets)})
+    srv = start(tmp_path / "srv", "--rate", "0", "--creates-per-min", "600", "cluster=local", "dry_run=true", env={"FTC_API_DATASETS": str(datasets)})
     try:
         body = lora_body(epochs=2, batch_size=8, learning_rate=0.001, lora={"adapter_dim": 16, "adapter_dropout": 0.05, "alpha": 32})
         job = srv.post(JOBS, json=body).json()
@@ -160,7 +161,12 @@ def test_a_body_compiles_to_the_clis_run_id(tmp_path, datasets):
         named = srv.post(JOBS, json={**body, "dataset": {"name": "email-assist"}}).json()
         renamed = srv.post(JOBS, json={**body, "output_model": "team-a/email-v2"}).json()
         assert (renamed["namespace"], renamed["name"]) == ("team-a", "email-v2")
-        assert renamed["output_model"] == f"team-a/tiny-llama-demo-lora@{renamed['id']}"
+        assert renamed["output_model"] == f"team-a/email-v2@{renamed['id']}"  # output_model names the output
+        versioned = srv.post(JOBS, json={**body, "output_model": "team-a/email-v2@v3"}).json()
+        assert versioned["output_model"] == "team-a/email-v2@v3"
+        assert named["dataset"] == {"name": "email-assist", "namespace": "default"}
+        spaced = srv.post(JOBS, json={**body, "dataset": {"name": "support", "namespace": "team-b"}}).json()
+        assert spaced.get("dataset") == {"name": "support", "namespace": "team-b"}, spaced  # echoed as sent
     finally:
         srv.stop()
     args = ["model.urn=ftc/tiny-llama@v1.0.0+CPU", "method=lora", "method.epochs=2", "method.batch_size=8",

@@ -140,6 +140,9 @@ class JobService:
                 self._answers.pop(view.run_id, None)
         return runstate.resolve_states([runstate.load(f) for f in folders])
 
+    def describe(self, view: RunView) -> Job:
+        return describe(view, self.roots)
+
     # ------------------------------------------------------------ lists
 
     def views(self, page: int, page_size: int, newest_first: bool, filters: dict[str, str]) -> tuple[list[RunView], int]:
@@ -152,7 +155,7 @@ class JobService:
             chosen = folders[(page - 1) * page_size: page * page_size]
             return runstate.resolve_states([runstate.load(f) for f in chosen]), total
         every = runstate.resolve_states([runstate.load(f) for f in folders])
-        kept = [v for v in every if all(_matches(describe(v), key, value) for key, value in filters.items())]
+        kept = [v for v in every if all(_matches(self.describe(v), key, value) for key, value in filters.items())]
         return kept[(page - 1) * page_size: page * page_size], len(kept)
 
     def configs(self) -> list[dict]:
@@ -187,11 +190,11 @@ def _matches(job: Job, key: str, value: str) -> bool:
     return True
 
 
-def describe(view: RunView) -> Job:
+def describe(view: RunView, roots: DatasetRoots | None = None) -> Job:
     """A run as Customizer's job object; everything comes from the run folder's own records."""
     plan, record, status = view.plan, view.record or {}, view.status
     job = plan.get("job") or {}
-    method = job.get("method") or {}
+    method, data = job.get("method") or {}, job.get("data") or {}
     hyper = {"training_type": {"lora": "sft", "sft": "sft"}.get(method.get("name"), method.get("name")),
              "finetuning_type": method.get("finetuning_type")}
     hyper.update({k: method.get(k) for k in ("epochs", "batch_size", "learning_rate", "max_steps")})
@@ -202,7 +205,8 @@ def describe(view: RunView) -> Job:
     return Job(
         id=view.run_id, namespace=job.get("namespace", "default"), name=job.get("name", view.name),
         created_at=created, updated_at=updated, config=plan.get("model_urn", ""),
-        dataset={"name": (job.get("data") or {}).get("name")}, hyperparameters=hyper,
+        dataset={"name": data.get("name"), "namespace": (roots or DatasetRoots(())).namespace_of(data.get("path"))},
+        hyperparameters=hyper,
         output_model=plan.get("output_name", ""), status=view.state if view.state != "unknown" else "unknown",
         status_details=status_details(view),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ftc.compiler.api.datasets import DatasetRoots
 from ftc.compiler.api.models import CreateJob, Hyperparameters
-from ftc.compiler.config.fields import identifier
+from ftc.compiler.config.schema import output_model_name
 from ftc.compiler.config.urn import URN, find_model
 from ftc.compiler.errors import UserError
 
@@ -104,16 +104,16 @@ def _dataset(request: CreateJob, roots: DatasetRoots) -> list[str]:
 
 
 def _output(request: CreateJob) -> list[str]:
+    """output_model names the output (the schema's check, as for `output_model=` on the command line);
+    its namespace and name are also the job's, so the run folder is <namespace>/<model>-<name>."""
     if request.output_model is None:
         return []
-    namespace, sep, name = request.output_model.partition("/")
-    if not sep or "/" in name:
-        raise UserError(f"output_model: must be namespace/name (got {request.output_model!r})")
     try:
-        identifier(namespace), identifier(name)
+        output_model_name(request.output_model)
     except ValueError as exc:
         raise UserError(f"output_model: {exc}") from None
-    return [f"namespace={namespace}", f"name={name}"]
+    namespace, _, name = request.output_model.partition("@")[0].partition("/")
+    return [f"namespace={namespace}", f"name={name}", f"output_model={quoted(request.output_model)}"]
 
 
 def to_overrides(request: CreateJob, roots: DatasetRoots) -> Translation:

@@ -36,6 +36,8 @@ def run_id(job: JobConfig, data_digest: str) -> str:
     """
     request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED))
     request["data"]["path"] = request["data"]["replay"]["path"] = None
+    if request.get("output_model") is None:  # unset, it leaves the ids of earlier runs as they were
+        request.pop("output_model", None)
     canonical = json.dumps({"ftc": ftc.__version__, "job": request, "data": data_digest},
                            sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
@@ -99,6 +101,13 @@ def run_dir(job: JobConfig, rid: str) -> str:
     return os.path.join(os.path.abspath(job.output_root), job.namespace, f"{job.model.name}-{job.name}", rid)
 
 
+def output_name(job: JobConfig, rid: str) -> str:
+    """The caller's output_model (@<run id> appended when it has no version), or Customizer's default."""
+    if job.output_model:
+        return job.output_model if "@" in job.output_model else f"{job.output_model}@{rid}"
+    return f"{job.namespace}/{job.model.name}-{job.data.name}-{job.method.finetuning_type}@{rid}"
+
+
 def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
@@ -123,12 +132,11 @@ def build_plan(job: JobConfig) -> Plan:
         raise UserError(*(f"{w} (strict=true turns warnings into errors)" for w in warnings))
     rid = run_id(job, _data_digest(data_files))
     job = job.model_copy(update={k: JobConfig.model_fields[k].default for k in RUN_ID_EXCLUDED})
-    finetuning = job.method.finetuning_type
     return Plan(
         ftc_version=ftc.__version__,
         run_id=rid,
         run_dir=run_dir(job, rid),
-        output_name=f"{job.namespace}/{job.model.name}-{job.data.name}-{finetuning}@{rid}",
+        output_name=output_name(job, rid),
         model_urn=job.model.urn(guards.variant_of(job)),
         gpu=gpu,
         precision=precision,
@@ -140,7 +148,7 @@ def build_plan(job: JobConfig) -> Plan:
         memory=solution.memory,
         estimate=estimate,
         time_limit=time_limit,
-        decisions=solution.decisions,
+        decisions=[*job.notes, *solution.decisions],
         warnings=warnings,
     )
 
