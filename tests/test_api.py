@@ -38,7 +38,7 @@ def datasets(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, datasets):
     # The operator's method.max_steps=60 keeps the tiny model's run short; a body cannot set it.
-    srv = start(tmp_path_factory.mktemp("api"), "--rate", "0", "--creates-per-min", "600", "cluster=local",
+    srv = start(tmp_path_factory.mktemp("api"), "--rate", "0", "--creates-per-min", "6000", "cluster=local",
                 "method.max_steps=60",
                 env={"FTC_API_DATASETS": str(datasets)})
     yield srv
@@ -88,7 +88,7 @@ def test_bad_list_queries_are_one_line_422s(server):
 
 
 def test_configs_lists_the_model_urns(server):
-    names = [c["name"] for c in server.get("/v1/customization/configs").json()["data"]]
+    names = [f"{c['namespace']}/{c['name']}" for c in server.get("/v1/customization/configs").json()["data"]]
     assert "ftc/tiny-llama@v1.0.0+CPU" in names and "meta/llama-3.1-8b-instruct@v1.0.0+H100" in names
 
 
@@ -112,6 +112,20 @@ def _refused_bodies():
         "empty body": {},
         "lora on all_weights": {**body, "hyperparameters": {**hyper, "finetuning_type": "all_weights"}},
         "unknown training type": {**body, "hyperparameters": {**hyper, "training_type": "ppo"}},
+        "max_steps as string": {**body, "hyperparameters": {**hyper, "max_steps": "3"}},
+        "max_steps as bool": {**body, "hyperparameters": {**hyper, "max_steps": True}},
+        "max_steps zero": {**body, "hyperparameters": {**hyper, "max_steps": 0}},
+        "max_steps negative": {**body, "hyperparameters": {**hyper, "max_steps": -1}},
+        "huge max_steps": {**body, "hyperparameters": {**hyper, "max_steps": 10**30}},
+        "max_steps as float": {**body, "hyperparameters": {**hyper, "max_steps": 3.5}},
+        "integration not wandb": {**body, "integrations": [{"type": "mlflow", "wandb": {}}]},
+        "integration as string": {**body, "integrations": "wandb"},
+        "too many integrations": {**body, "integrations": [{"wandb": {}}] * 5},
+        "integration with a key": {**body, "integrations": [{"wandb": {"api_key": "x"}}]},
+        "dataset as list": {**body, "dataset": ["demo"]},
+        "dataset as number": {**body, "dataset": 3},
+        "dataset as deep path": {**body, "dataset": "a/b/demo"},
+        "name as number": {**body, "name": 3},
     }
     for i, value in enumerate(HOSTILE):
         cases[f"hostile dataset name {i}"] = {**body, "dataset": {"name": value}}
@@ -119,6 +133,14 @@ def _refused_bodies():
         if value:
             cases[f"hostile config {i}"] = {**body, "config": f"ftc/tiny-llama@v1.0.0+CPU{value}"}
         cases[f"hostile output_model {i}"] = {**body, "output_model": f"default/{value}"}
+        cases[f"hostile output_model version {i}"] = {**body, "output_model": f"default/x@{value}"}
+        cases[f"hostile job name {i}"] = {**body, "name": value}
+        cases[f"hostile job namespace {i}"] = {**body, "namespace": value}
+        cases[f"hostile dataset string {i}"] = {**body, "dataset": value}
+        cases[f"hostile wandb project {i}"] = {**body, "integrations": [{"wandb": {"project": value}}]}
+        cases[f"hostile wandb tags {i}"] = {**body, "integrations": [{"wandb": {"tags": [value]}}]}
+    for i, notes in enumerate(("", "a\ntouch PWNED", "x" * 5000, "\x00", "\r")):  # dropped, yet checked
+        cases[f"hostile wandb notes {i}"] = {**body, "integrations": [{"wandb": {"notes": notes}}]}
     return cases
 
 

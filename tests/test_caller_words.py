@@ -1,5 +1,5 @@
-"""The caller's words win: an explicit method.epochs turns off a recipe's max_steps (with the reason
-in the plan), output_model names the output, and the API echoes the request as sent."""
+"""The caller's words win: an explicit method.epochs turns off a recipe's max_steps (the reason is a
+plan warning), output_model names the output, and the API echoes the request as sent."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ def plan_of(*args: str):
 
 def test_explicit_epochs_turn_off_the_recipes_max_steps(output_root):
     recipe = plan_of("model=tiny")  # conf/recipe/tiny-lora.yaml sets max_steps: 300
-    assert recipe.job.method.max_steps == 300 and not any("max_steps" in d for d in recipe.decisions)
+    assert recipe.job.method.max_steps == 300 and not any("max_steps" in w for w in recipe.warnings)
     plan = plan_of("model=tiny", "method.epochs=1")
     assert plan.job.method.epochs == 1 and plan.job.method.max_steps is None
-    assert plan.decisions[0] == ("method.max_steps=null: method.epochs=1 was set, so the recipe's max_steps=300 "
+    assert plan.warnings[0] == ("method.max_steps=null: method.epochs=1 was set, so the recipe's max_steps=300 "
                                  "is off and training runs 1 epoch(s)")
     both = plan_of("model=tiny", "method.epochs=1", "method.max_steps=7")  # both said: both stand
     assert (both.job.method.epochs, both.job.method.max_steps) == (1, 7)
@@ -27,8 +27,10 @@ def test_explicit_epochs_turn_off_the_recipes_max_steps(output_root):
 def test_the_reason_is_in_the_dry_run(ftc):
     result = ftc("model.urn=ftc/tiny-llama@v1.0.0+CPU", "method.epochs=1", "dry_run=true")
     assert result.code == 0, result.err
-    assert "chose      method.max_steps=null: method.epochs=1 was set, so the recipe's max_steps=300" in result.out
+    assert "warning    method.max_steps=null: method.epochs=1 was set, so the recipe's max_steps=300" in result.out
     assert "epochs 1," in result.out
+    strict = ftc("model=tiny", "method.epochs=1", "strict=true", "dry_run=true")  # or refused, naming both
+    assert strict.code == 2 and strict.err.startswith("ftc: error: method.max_steps=null: method.epochs=1 was set")
 
 
 def test_output_model_names_the_output(output_root):

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ftc.compiler.api import dashboard
+from ftc.compiler.api import dashboard, registry
 from ftc.compiler.api.datasets import UnknownDataset
 from ftc.compiler.api.guard import BodyTooLarge, Guard
 from ftc.compiler.api.limits import Limits
@@ -110,34 +110,29 @@ def create_app(service: JobService, token: str, limits: Limits | None = None) ->
     @app.get(f"{PREFIX}/jobs/{{job_id}}")
     def get_job(job_id: str):
         view = service.view(job_id)
-        return {**service.describe(view).model_dump(mode="json"), **dashboard.plan_details(view)}
+        # the job's fields last: its `warnings` are the plan's, as Customizer's JobWarning objects
+        return {**dashboard.plan_details(view), **service.describe(view).model_dump(mode="json")}
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}/status")
     def get_status(job_id: str):
         view = service.view(job_id)
         job = service.describe(view)
-        return {"id": job.id, "created_at": job.created_at, "updated_at": job.updated_at,
-                "output_model": job.output_model, **job.status_details}
+        return {"id": job.id, "output_model": job.output_model, **job.status_details}
 
     @app.post(f"{PREFIX}/jobs/{{job_id}}/cancel")
     def cancel_job(job_id: str):
         views = service.cancel(job_id)
         if len(views) == 1 and views[0].run_id == job_id:
             return service.describe(views[0]).model_dump(mode="json")
-        data = [service.describe(v) for v in views]
-        return {"object": "list", "data": [j.model_dump(mode="json") for j in data]}
-
-    @app.get(f"{PREFIX}/configs")
-    def list_configs():
-        data = service.configs()
-        return {"object": "list", "data": data, "pagination": {
-            "page": 1, "page_size": len(data), "current_page_size": len(data), "total_pages": 1,
-            "total_results": len(data)}}
+        # A whole array: Customizer's job object is its first run's; `data` lists every run.
+        data = [service.describe(v).model_dump(mode="json") for v in views]
+        return {**data[0], "data": data}
 
     @app.get("/health")
     def health():
         return {"status": "ok"}
 
+    registry.register(app, service)
     dashboard.register(app, service)
     return Guard(app, token, limits)
 

@@ -8,6 +8,7 @@ local process, as `ftc status` does.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -15,10 +16,12 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import get_args
 
 from ftc.compiler.api import metrics
 from ftc.compiler.api.datasets import DatasetRoots
-from ftc.compiler.api.models import CreateJob, Job
+from ftc.compiler.api.models import (CreateJob, Job, JobStatus, JobWarning, Metrics, MetricValue, StatusDetails,
+                                     StatusLog)
 from ftc.compiler.api.translate import command_line, config_error, to_overrides
 from ftc.compiler.errors import UserError
 from ftc.compiler.records import read_json, read_record
@@ -29,6 +32,10 @@ RUN_ID = re.compile(r"^[0-9a-f]{6,64}$")
 SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 RESCAN_S = 0.5
 SLURM_ANSWER_S = 2.0  # how long one answer from Slurm serves the polls of the same job
+
+
+STATES = get_args(JobStatus)
+WARNING_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)(=[^ ]*)?: ")
 
 
 class NotFound(LookupError):
@@ -61,6 +68,7 @@ class JobService:
         self._index: dict[str, Path] = {}
         self._scanned = 0.0
         self._configs: list[dict] | None = None
+        self._targets: list[dict] = []
         self._answers: dict[str, tuple[float, RunView]] = {}
 
     # ------------------------------------------------------------ lookups
@@ -159,23 +167,37 @@ class JobService:
         return kept[(page - 1) * page_size: page * page_size], len(kept)
 
     def configs(self) -> list[dict]:
-        if self._configs is None:
-            from ftc.compiler.config.compose import load_model_config
-            from ftc.compiler.config.urn import model_entries
-
-            with self.lock:
-                found = []
-                for entry in model_entries():
-                    model = load_model_config(entry.option)
-                    for variant, options in model.training_options.items():
-                        found.append({
-                            "name": model.urn(variant), "namespace": model.namespace, "base_model": model.name,
-                            "version": model.version, "gpu": variant,
-                            "max_seq_length": model.architecture.max_seq_length,
-                            "training_options": [o.model_dump() for o in options],
-                        })
-                self._configs = found
+        self._models()
         return self._configs
+
+    def targets(self) -> list[dict]:
+        self._models()
+        return self._targets
+
+    def _models(self) -> None:
+        """Configs and targets from the model configs, composed once (under the lock: Hydra's state)."""
+        if self._configs is not None:
+            return
+        from ftc.compiler.api.catalog import config_of, target_of
+        from ftc.compiler.config.compose import load_model_config
+        from ftc.compiler.config.urn import model_entries
+
+        with self.lock:
+            configs, targets = [], []
+            for entry in model_entries():
+                model = load_model_config(entry.option)
+                targets.append(target_of(model))
+                configs += [config_of(model, variant, options) for variant, options in model.training_options.items()]
+            self._configs, self._targets = configs, targets
+
+    def output_models(self) -> list[dict]:
+        """Every completed run's output, newest first."""
+        from ftc.compiler.api.catalog import output_model
+
+        folders = runstate.find_runs(self.output_root)
+        folders.reverse()
+        found = [output_model(v) for v in runstate.resolve_states([runstate.load(f) for f in folders])]
+        return [m for m in found if m is not None]
 
 
 def _matches(job: Job, key: str, value: str) -> bool:
@@ -200,53 +222,74 @@ def describe(view: RunView, roots: DatasetRoots | None = None) -> Job:
     hyper.update({k: method.get(k) for k in ("epochs", "batch_size", "learning_rate", "max_steps")})
     if isinstance(method.get("lora"), dict) and method.get("finetuning_type") in ("lora", "lora_merged"):
         hyper["lora"] = {k: method["lora"].get(k) for k in ("adapter_dim", "adapter_dropout", "alpha")}
-    created = record.get("submitted_at") or _iso(_mtime(view.run_dir / "plan.json") or 0)
-    updated = status.get("updated_at") or created
+    created = _timestamp(record.get("submitted_at")) or _iso(_mtime(view.run_dir / "plan.json") or 0)
+    updated = _timestamp(status.get("updated_at")) or created
     return Job(
         id=view.run_id, namespace=job.get("namespace", "default"), name=job.get("name", view.name),
         created_at=created, updated_at=updated, config=plan.get("model_urn", ""),
         dataset={"name": data.get("name"), "namespace": (roots or DatasetRoots(())).namespace_of(data.get("path"))},
         hyperparameters=hyper,
         output_model=plan.get("output_name", ""), status=view.state if view.state != "unknown" else "unknown",
-        status_details=status_details(view),
+        status_details=status_details(view, created, updated).model_dump(mode="json"),
+        warnings=[job_warning(w) for w in plan.get("warnings") or [] if isinstance(w, str)],
     )
 
 
-def status_details(view: RunView) -> dict:
-    """Customizer's status fields, from status.json, metrics.jsonl and the resolved state."""
+def job_warning(line: str) -> JobWarning:
+    """A plan warning, `field[=value]: what`, as Customizer's JobWarning with the field apart."""
+    named = WARNING_FIELD.match(line)
+    return JobWarning(message=line, field=named.group(1) if named else None)
+
+
+def _timestamp(value) -> str | None:
+    """An ISO 8601 time from a record, or None: the SDK parses these as datetimes."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).isoformat()
+    except ValueError:
+        return None
+
+
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _float(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def status_details(view: RunView, created: str, updated: str) -> StatusDetails:
+    """Customizer's status fields, typed as its SDK types them, from status.json, metrics.jsonl and
+    the resolved state; ftc's own (eta_s, epochs, eval, job...) come after."""
     status = view.status
-    percent = status.get("percent")
-    if view.state == "completed":
-        percent = 100.0
-    epoch = status.get("epoch")
+    percent = 100.0 if view.state == "completed" else _float(status.get("percent"))
     history = metrics.read(view.run_dir)
     eval_report = read_json(view.run_dir / "eval.json") or {}
-    return {
-        "status": view.state,
-        "reason": view.reason or None,
-        "steps_completed": status.get("step"),
-        "max_steps": status.get("max_steps"),
-        "epochs_completed": int(epoch) if isinstance(epoch, (int, float)) else None,
-        "percentage_done": percent,
-        "elapsed_time": view.elapsed_s,
-        "eta_s": status.get("eta_s") if view.state in ACTIVE else None,
-        "best_epoch": status.get("best_epoch"),
-        "train_loss": status.get("train_loss"),
-        "val_loss": status.get("val_loss"),
-        "best_val_loss": status.get("best_val_loss"),
-        "early_stopped": status.get("early_stopped"),
-        "error": status.get("error"),
-        "epochs": history.per_epoch(),
-        "metrics": {
-            "keys": ["train_loss", "val_loss"],
-            "metrics": {
-                "train_loss": [{"step": p.step, "epoch": p.epoch, "value": p.value} for p in history.train],
-                "val_loss": [{"step": p.step, "epoch": p.epoch, "value": p.value} for p in history.val],
-            },
-        },
-        "eval": {"before": eval_report.get("before"), "after": eval_report.get("after")} if eval_report else None,
-        "job": (view.record or {}).get("job"),
-    }
+    state = view.state if view.state in STATES else "unknown"
+    log = [StatusLog(updated_at=created, message="created")]
+    if state != "created":
+        log.append(StatusLog(updated_at=updated, message=state, detail=view.reason or None))
+    return StatusDetails(
+        created_at=created, updated_at=updated, status=state,
+        steps_completed=_int(status.get("step")), max_steps=_int(status.get("max_steps")),
+        epochs_completed=_int(status.get("epoch")), best_epoch=_int(status.get("best_epoch")),
+        percentage_done=percent, elapsed_time=_float(view.elapsed_s),
+        train_loss=_float(status.get("train_loss")), val_loss=_float(status.get("val_loss")),
+        metrics=Metrics(keys=["train_loss", "val_loss"], metrics={
+            "train_loss": [MetricValue(step=p.step, epoch=p.epoch, value=p.value) for p in history.train],
+            "val_loss": [MetricValue(step=p.step, epoch=p.epoch, value=p.value) for p in history.val],
+        }),
+        status_logs=log,
+        reason=view.reason or None,
+        eta_s=_float(status.get("eta_s")) if view.state in ACTIVE else None,
+        best_val_loss=_float(status.get("best_val_loss")),
+        early_stopped=status.get("early_stopped"),
+        error=status.get("error"),
+        epochs=history.per_epoch(),
+        eval={"before": eval_report.get("before"), "after": eval_report.get("after")} if eval_report else None,
+        job=(view.record or {}).get("job"),
+    )
 
 
 def output_root_of(operator: Sequence[str]) -> Path:

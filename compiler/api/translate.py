@@ -81,7 +81,7 @@ def _method(h: Hyperparameters) -> list[str]:
     out = [f"method={group}"]
     if finetuning:
         out.append(f"method.finetuning_type={finetuning}")
-    for field in ("epochs", "batch_size", "learning_rate"):
+    for field in ("epochs", "max_steps", "batch_size", "learning_rate"):
         value = getattr(h, field)
         if value is not None:
             out.append(f"method.{field}={value!r}")
@@ -116,12 +116,20 @@ def _output(request: CreateJob) -> list[str]:
     return [f"namespace={namespace}", f"name={name}", f"output_model={quoted(request.output_model)}"]
 
 
+def _job(request: CreateJob) -> list[str]:
+    """The job's own name and namespace, and W&B (offline, into the run folder) for an integration."""
+    out = [f"{key}={value}" for key, value in (("namespace", request.namespace), ("name", request.name)) if value]
+    if request.integrations:
+        out.append("training.report_to=[wandb]")
+    return out
+
+
 def to_overrides(request: CreateJob, roots: DatasetRoots) -> Translation:
     """The request's overrides; names and numbers were checked by the request model, the rest
     (ranges, guard rails, the URN's variant against the partition) by the schema as for the CLI."""
     check_version(request.config)
     overrides = [f"model.urn={request.config}", *_method(request.hyperparameters), *_dataset(request, roots),
-                 *_output(request)]
+                 *_output(request), *_job(request)]
     return Translation(overrides)
 
 

@@ -164,7 +164,8 @@ def compose_with_notes(args: Sequence[str]) -> tuple[DictConfig, dict, list[str]
 
 def _epochs_win(cfg: DictConfig, keys: set[str]) -> list[str]:
     """An explicit `method.epochs` turns off the max_steps a recipe (or a site's config) set, which
-    would otherwise stop training early without a word; the note goes to the plan's decisions.
+    would otherwise stop training early without a word; the note is the plan's first warning
+    (so strict=true refuses the job naming both).
     Both set explicitly: both stand, max_steps first, as in transformers."""
     method = cfg.get("method")
     if "method.epochs" not in keys or "method.max_steps" in keys or method is None or method.get("max_steps") is None:

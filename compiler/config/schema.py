@@ -378,7 +378,7 @@ class JobConfig(Strict):
     resources: Resources = Field(default_factory=Resources)
     training: Training = Field(default_factory=Training)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    # Why composing changed a value the caller did not set (compose._epochs_win); the plan's decisions.
+    # Why composing changed a value the caller did not set (compose._epochs_win): the plan's first warnings.
     _notes: list[str] = PrivateAttr(default_factory=list)
 
     @property

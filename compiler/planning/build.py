@@ -125,7 +125,7 @@ def build_plan(job: JobConfig) -> Plan:
         time_limit = job.resources.time
         guards.check_time(job, time_limit)
     warnings, errors = advise(job, dataset.rows.get("training", 0))
-    warnings = [*solution.warnings, *warnings, *model_path_warnings(job)]
+    warnings = [*job.notes, *solution.warnings, *warnings, *model_path_warnings(job)]
     if errors:
         raise UserError(*errors)
     if job.strict and warnings:
@@ -148,7 +148,7 @@ def build_plan(job: JobConfig) -> Plan:
         memory=solution.memory,
         estimate=estimate,
         time_limit=time_limit,
-        decisions=[*job.notes, *solution.decisions],
+        decisions=solution.decisions,
         warnings=warnings,
     )
 

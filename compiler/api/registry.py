@@ -1,0 +1,54 @@
+"""Customizer's read-only registries: configs, targets (base models) and output models, each a list
+with Customizer's envelope and paging, and one entry by `namespace/name`."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import FastAPI, Query
+
+from ftc.compiler.api.service import JobService, NotFound
+
+PREFIX = "/v1/customization"
+
+
+def page_of(items: list[dict], page: int, page_size: int) -> dict:
+    chosen = items[(page - 1) * page_size: page * page_size]
+    return {"object": "list", "data": chosen, "pagination": {
+        "page": page, "page_size": page_size, "current_page_size": len(chosen),
+        "total_pages": max(1, math.ceil(len(items) / page_size)), "total_results": len(items)}}
+
+
+def one(items: list[dict], namespace: str, name: str, kind: str) -> dict:
+    for item in items:
+        if item.get("namespace") == namespace and item.get("name") == name:
+            return item
+    raise NotFound(f"no {kind} {namespace}/{name}"[:300])
+
+
+def register(app: FastAPI, service: JobService) -> None:
+    paging = {"page": Query(1, ge=1, le=1_000_000), "page_size": Query(100, ge=1, le=1000)}
+
+    @app.get(f"{PREFIX}/configs")
+    def list_configs(page: int = paging["page"], page_size: int = paging["page_size"]):
+        return page_of(service.configs(), page, page_size)
+
+    @app.get(f"{PREFIX}/configs/{{namespace}}/{{name}}")
+    def get_config(namespace: str, name: str):
+        return one(service.configs(), namespace, name, "config")
+
+    @app.get(f"{PREFIX}/targets")
+    def list_targets(page: int = paging["page"], page_size: int = paging["page_size"]):
+        return page_of(service.targets(), page, page_size)
+
+    @app.get(f"{PREFIX}/targets/{{namespace}}/{{name}}")
+    def get_target(namespace: str, name: str):
+        return one(service.targets(), namespace, name, "target")
+
+    @app.get("/v1/models")
+    def list_models(page: int = paging["page"], page_size: int = paging["page_size"]):
+        return page_of(service.output_models(), page, page_size)
+
+    @app.get("/v1/models/{namespace}/{name}")
+    def get_model(namespace: str, name: str):
+        return one(service.output_models(), namespace, name, "model")

@@ -1,0 +1,65 @@
+"""NVIDIA's Customizer client against `ftc serve` on the test Slurm of .ci/slurm.sh: configs, a job
+polled to completed, its output model, and a whole job array cancelled by its Slurm id."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from api_server import start
+
+from slurm_fixtures import CI_SITE, require_slurm, slurm
+
+pytest.importorskip("nemo_microservices")
+
+from nemo_microservices.types.customization import CustomizationJob  # noqa: E402
+from test_sdk import TINY, conform, lora, poll, sdk_client  # noqa: E402
+
+pytestmark = [pytest.mark.slurm, pytest.mark.train]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_slurm()
+    srv = start(tmp_path_factory.mktemp("sdk-slurm"), "--rate", "0", "cluster=ci", "cluster.partition=cpu",
+                "eval.max_rows=16", env={"FTC_SITE_CONFIG": str(CI_SITE)})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with sdk_client(server) as c:
+        yield c
+
+
+def test_a_job_on_slurm_through_the_sdk(client):
+    assert conform(client.customization.configs.retrieve("tiny-llama@v1.0.0+CPU", namespace="ftc")).name
+    job = conform(client.customization.jobs.create(config=TINY, dataset={"name": "demo"}, output_model="team-a/on-slurm",
+                                                   hyperparameters=lora(epochs=1)))
+    assert job.status_details.model_extra["job"].isdigit()  # a Slurm job id
+    status = poll(client, job.id, timeout=600)
+    assert status.status == "completed" and status.epochs_completed == 1
+    assert "COMPLETED" in slurm("sacct", "-n", "-X", "-P", "-j", status.model_extra["job"], "-o", "State", check=True).stdout
+    assert [j.id for j in client.customization.jobs.list(filter={"status": "completed"}).data] == [job.id]
+    model = conform(client.models.retrieve(f"on-slurm@{job.id}", namespace="team-a"))
+    assert model.artifact.files_url.endswith("/output")
+
+
+def test_cancel_an_array_through_the_sdk(client, server):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftc", "-m", "cluster=ci", "cluster.partition=cpu", "model=tiny", "method=lora",
+         "data=demo", "method.learning_rate=1e-3,2e-3", "method.max_steps=5000"],
+        check=False, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "FTC_OUTPUT_ROOT": str(server.root), "FTC_SITE_CONFIG": str(CI_SITE)})
+    assert proc.returncode == 0, proc.stderr
+    array = re.search(r"as Slurm job array (\d+)", proc.stdout).group(1)
+    cancelled = conform(client.customization.jobs.cancel(array))
+    assert isinstance(cancelled, CustomizationJob)
+    ids = [j["id"] for j in cancelled.model_extra["data"]]
+    assert len(ids) == 2 and cancelled.id == ids[0]
+    assert [poll(client, i, timeout=120).status for i in ids] == ["cancelled", "cancelled"]
+    assert "CANCELLED" in slurm("sacct", "-n", "-X", "-P", "-j", array, "-o", "State", check=True).stdout
