@@ -36,6 +36,16 @@ def memory_line(plan: Plan) -> str:
     return f"{items} = {_gib(m.total_gib)} GiB per GPU of {_gib(m.capacity_gib)} GiB (headroom {m.headroom:.0%})"
 
 
+def architecture_line(a) -> str:
+    """The architecture the plan used, and where its parameter count came from."""
+    heads = f"{a.attention_heads} heads ({a.kv_heads} KV, head_dim {a.head_dim})"
+    moe = f", {a.experts} experts ({a.experts_per_token} a token{' + shared' if a.shared_experts else ''})" if a.experts else ""
+    vocab = f"vocab {a.vocab_size}{' tied' if a.tie_embeddings else ''}"
+    source = a.sources.get("parameters", "the model file")
+    return (f"{a.family}: {a.layers} layers, hidden {a.hidden_size}, {heads}{moe}, {vocab}; "
+            f"{a.parameters:,} parameters ({source})")
+
+
 def summary(plan: Plan) -> str:
     job, method, data = plan.job, plan.job.method, plan.dataset
     length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
@@ -47,6 +57,7 @@ def summary(plan: Plan) -> str:
     lines = [
         f"run        {plan.output_name}",
         f"model      {plan.model_urn}",
+        f"arch       {architecture_line(job.model.architecture)}",
         f"method     {method.name} ({method.training_type}/{method.finetuning_type}): {hyper}",
         f"data       {job.data.name} ({data.format}): {rows} rows"
         + (f", {long_rows} above {plan.max_seq_length} tokens (truncated)" if long_rows else "")
@@ -128,7 +139,28 @@ def configs_by_name(names: list[str] | None = None) -> str:
         lines.append("")
     lines.append("Pick one with model=NAME, or a GPU variant with model.urn=URN+GPU "
                  "(e.g. model.urn=meta/llama-3.1-8b-instruct@v1.0.0+H100); ftc configs --urns lists every URN.")
-    return "\n".join([*lines, *_site_lines()])
+    return "\n".join([*lines, *_user_model_lines(), *_site_lines()])
+
+
+def _user_model_lines() -> list[str]:
+    """Model folders under the default cluster's cluster.model_paths, each as model=custom would read it."""
+    from ftc.compiler.config.compose import default_cluster
+    from ftc.compiler.modelfolder.route import user_models
+    from ftc.compiler.runs.terminal import printable as terminal_safe
+
+    cluster = default_cluster()
+    if not cluster.user_models:
+        return ["", f"Your own models: cluster {cluster.name} does not allow them."]
+    lines = ["", "Your own models: model=custom model.path=DIR" + (
+        f" (DIR under {', '.join(cluster.model_paths)})" if cluster.model_paths else " (any folder you can read)")]
+    for folder, info in user_models(cluster):
+        shown = terminal_safe(folder)
+        if isinstance(info, str):
+            lines.append(f"  {shown}  refused: {terminal_safe(info)}")
+        else:
+            lines.append(f"  {shown}  local/{info.name}@{info.config_sha256[:12]}  "
+                         f"({info.family}, {_count(info.num_parameters)} parameters, {info.dtype})")
+    return lines
 
 
 def _site_lines() -> list[str]:

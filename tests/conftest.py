@@ -40,3 +40,11 @@ def ftc(output_root):
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def model_folders(tmp_path_factory) -> dict[str, dict]:
+    """Tiny random-init model folders of every supported architecture plus BERT, T5 and LLaVA (tests/model_folders.py)."""
+    from model_folders import build
+
+    return build(tmp_path_factory.mktemp("model-folders"))

@@ -192,14 +192,16 @@ def test_configs_group_by_the_names_you_type(ftc):
     result = ftc("configs")
     assert result.code == 0, result.err
     heads = [line for line in result.out.splitlines() if line and not line.startswith(" ")]
-    names = [h.split()[0] for h in heads[:-1]]
-    assert names == GROUP_DIRS["model"]
+    pick = next(i for i, h in enumerate(heads) if h.startswith("Pick one"))
+    names = [h.split()[0] for h in heads[:pick]]
+    assert names == [m for m in GROUP_DIRS["model"] if m != "custom"]  # custom: a user's folder, listed below
+    assert heads[pick + 1].startswith("Your own models: model=custom model.path=DIR")
     llama = next(h for h in heads if h.startswith("llama8b "))
     assert "meta/llama-3.1-8b-instruct@v1.0.0" in llama and "8.0B parameters" in llama
     block = result.out.split(llama + "\n")[1].split("\n\n")[0].splitlines()
     assert block[0] == "  +A100, +H100, +H200"
     assert re.match(r"^    sft +lora +1 node x 8 GPUs +TP 1 +max seq 4096$", block[1])
-    assert "model.urn=" in heads[-1] and "--urns" in heads[-1]
+    assert "model.urn=" in heads[pick] and "--urns" in heads[pick]
 
 
 def test_configs_one_name_and_a_typo(capsys):

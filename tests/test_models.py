@@ -17,7 +17,7 @@ BAD = [
     (["eval.normalize_answers=nan"], "eval.normalize_answers"),
     (["eval.normalize_answers=[1]"], "eval.normalize_answers"),
     (["method=grpo", "method.reward.normalize=sometimes"], "method.reward.normalize: input should be a valid boolean"),
-    (["model=smollm2-135m", "model.source=pip"], "model.source: input should be 'hub', 'tiny' or 'smollm2'"),
+    (["model=smollm2-135m", "model.source=pip"], "model.source: input should be 'hub', 'tiny', 'smollm2' or 'local'"),
 ]
 
 

@@ -26,6 +26,7 @@ from ftc.compiler.config.sites import GROUPS, initialize_hydra, site_folders
 from ftc.compiler.config.urn import expand_urn_override
 from ftc.compiler.config.validation import field_names, format_validation_error
 from ftc.compiler.errors import UserError
+from ftc.compiler.modelfolder.route import attach_model
 
 DEMO_FORMS = {"lora": "sft", "sft": "sft", "dpo": "dpo", "grpo": "grpo"}
 
@@ -243,6 +244,7 @@ def load_job(args: Sequence[str]) -> tuple[JobConfig, dict]:
         job = JobConfig.model_validate(resolved)
     except ValidationError as exc:
         raise UserError(*format_validation_error(exc)) from None
+    job = attach_model(job)
     job.notes.extend(notes)
     return job, resolved
 
@@ -262,3 +264,14 @@ def hydra_view(args: Sequence[str]) -> DictConfig:
     """Hydra's own record of composing `args`' config groups (runtime.choices, config_sources): ftc --info."""
     groups = tuple(o.input_line for o in parse_overrides(expand_urn_override(args)) if _is_group_override(o))
     return _compose_groups(groups, tuple(site_folders()), hydra=True).hydra
+
+
+def default_cluster():
+    """The cluster a plain `ftc` composes (the site's default), validated."""
+    from ftc.compiler.config.schema import ClusterConfig
+
+    cfg = _compose_groups((), tuple(site_folders()))
+    try:
+        return ClusterConfig.model_validate(resolve(cfg.cluster))
+    except ValidationError as exc:
+        raise UserError(*(f"cluster.{line}" for line in format_validation_error(exc))) from None

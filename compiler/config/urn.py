@@ -42,6 +42,8 @@ def model_entries() -> list[ModelEntry]:
             raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
         if not isinstance(raw, dict):
             raise UserError(f"{path}: a model config is a mapping, not {type(raw).__name__}")
+        if raw.get("source") == "local":  # model=custom: a user's folder, no config URN of its own
+            continue
         if "defaults" in raw:
             raw = _composed_model(option)
         try:

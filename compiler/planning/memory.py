@@ -6,6 +6,7 @@ milliseconds. Each formula is written once, here, with its source.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ftc.compiler.config.gpus import GPUS, Gpu
@@ -53,34 +54,52 @@ def precision_for(gpu: Gpu | str) -> Precision:
 
 
 def matrix_shapes(arch: Architecture) -> dict[str, tuple[int, int]]:
-    """(d_in, d_out) of each linear layer of a decoder block (Llama, Mistral and Qwen2 alike)."""
-    h, q, kv, i = arch.hidden_size, arch.attention_heads * arch.head_dim, arch.kv_heads * arch.head_dim, arch.intermediate_size
-    return {
-        "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-        "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
-    }
+    """(d_in, d_out) of each kind of linear layer in the blocks, as the model's layout has them."""
+    return {kind: (d_in, d_out) for kind, (d_in, d_out, _) in arch.linear.items()}
 
 
 def layer_parameters(arch: Architecture) -> int:
-    """One decoder block: its seven matrices, two RMSNorm weights, and Qwen2's q/k/v biases."""
-    shapes = matrix_shapes(arch)
-    bias = sum(shapes[m][1] for m in ("q_proj", "k_proj", "v_proj")) if arch.family == "qwen2" else 0
-    return sum(d_in * d_out for d_in, d_out in shapes.values()) + 2 * arch.hidden_size + bias
+    """One decoder block on average: everything but the embedding, the LM head and the final norm
+    (every expert of an MoE block included)."""
+    embeddings = arch.vocab_size * arch.hidden_size * (1 if arch.tie_embeddings else 2)
+    return (arch.parameters - embeddings - arch.hidden_size) // arch.layers
 
 
 def base_parameters(arch: Architecture) -> int:
-    """Every parameter, from the shapes: blocks, final norm, embedding and (untied) LM head.
+    """Every parameter, from the family's layout: blocks, final norm, embedding and (untied) LM head.
 
     The shipped configs' `parameters` equal this exactly; the model state uses `arch.parameters`.
     """
-    embeddings = arch.vocab_size * arch.hidden_size * (1 if arch.tie_embeddings else 2)
-    return arch.layers * layer_parameters(arch) + arch.hidden_size + embeddings
+    from ftc.compiler.modelfolder.layout import dims_of, expected_tensors
+
+    return sum(math.prod(shape) for shape in expected_tensors(*dims_of(arch)).values())
+
+
+def matches(kind: str, target: str) -> bool:
+    """PEFT's rule for a target name: the module's name is it, or ends with '.' + it."""
+    return kind == target or kind.endswith("." + target)
+
+
+def targeted(arch: Architecture, targets) -> dict[str, tuple[int, int, int]]:
+    """The linear kinds LoRA adapts: all of them for all-linear (PEFT's meaning: every Linear but the
+    output head), else those a target names."""
+    kinds = {k: tuple(v) for k, v in arch.linear.items()}
+    if targets == "all-linear" or "all-linear" in targets:
+        return kinds
+    return {k: v for k, v in kinds.items() if any(matches(k, t) for t in targets)}
 
 
 def lora_parameters(arch: Architecture, lora: LoraParams) -> int:
-    """Sum of r x (d_in + d_out) over the adapted matrices of every layer (A is r x d_in, B d_out x r)."""
-    shapes = matrix_shapes(arch)
-    return arch.layers * sum(lora.adapter_dim * sum(shapes[m]) for m in set(lora.target_modules))
+    """Sum of r x (d_in + d_out) over every adapted matrix (A is r x d_in, B d_out x r)."""
+    return sum(lora.adapter_dim * (d_in + d_out) * count for d_in, d_out, count in targeted(arch, lora.target_modules).values())
+
+
+def active_intermediate(arch: Architecture) -> int:
+    """The MLP width one token passes: its routed experts' and the shared expert's for MoE."""
+    if not arch.experts:
+        return arch.intermediate_size
+    return arch.experts_per_token * (arch.moe_intermediate_size or arch.intermediate_size) + (
+        arch.intermediate_size * arch.shared_experts)
 
 
 @dataclass(frozen=True)
@@ -146,7 +165,7 @@ def layer_activation_bytes_per_token(
       each adapted matrix keeps its own p-byte copy of its input (autocast or DeepSpeed's bf16 cast),
       its dropout mask and the rank-r hidden.
     """
-    h, kv_width, i = arch.hidden_size, arch.kv_heads * arch.head_dim, arch.intermediate_size
+    h, kv_width, i = arch.hidden_size, arch.kv_heads * arch.head_dim, active_intermediate(arch)
     p = precision.activation
     total = p * (3 * h + 2 * kv_width) + p * (h + 4 * i) + 2 * (4 * h + p * h)
     if not fused_attention:
@@ -154,9 +173,8 @@ def layer_activation_bytes_per_token(
     if method.uses_lora:
         total -= p * (2 * h + i) + 2 * p * h
         mask = precision.mask if method.lora.adapter_dropout > 0 else 0
-        shapes = matrix_shapes(arch)
-        for module in set(method.lora.target_modules):
-            total += shapes[module][0] * (p + mask) + p * method.lora.adapter_dim
+        for d_in, _, count in targeted(arch, method.lora.target_modules).values():
+            total += count / arch.layers * (d_in * (p + mask) + p * method.lora.adapter_dim)
     return total
 
 
