@@ -4,11 +4,13 @@ the test Slurm in test_sdk_slurm.py."""
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 from api_server import TOKEN, start
 
 nemo = pytest.importorskip("nemo_microservices")  # dev extra; the login-node floor environment has no SDK
@@ -21,6 +23,7 @@ from nemo_microservices.types.customization import (  # noqa: E402
 )
 
 TINY = "ftc/tiny-llama@v1.0.0+CPU"
+REPO = Path(__file__).resolve().parents[1]
 FINAL = ("completed", "failed", "cancelled")
 
 
@@ -40,10 +43,23 @@ def sdk_client(server):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def models_root(tmp_path_factory, model_folders) -> Path:
+    """The site's folder for users' models (cluster.model_paths), holding one tiny Llama."""
+    root = tmp_path_factory.mktemp("user-models")
+    shutil.copytree(model_folders["llama-tiny"]["path"], root / "llama-tiny")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, models_root):
     # No operator max_steps: what a job runs is what its body says (and the recipe, where the body is silent).
-    srv = start(tmp_path_factory.mktemp("sdk"), "--rate", "0", "--creates-per-min", "600", "cluster=local",
-                "eval.max_rows=16")
+    tmp = tmp_path_factory.mktemp("sdk")
+    site = tmp / "site" / "cluster"
+    site.mkdir(parents=True)
+    local = yaml.safe_load((REPO / "conf" / "cluster" / "local.yaml").read_text())
+    (site / "local.yaml").write_text(yaml.safe_dump({**local, "model_paths": [str(models_root)]}))
+    srv = start(tmp, "--rate", "0", "--creates-per-min", "600", "cluster=local", "eval.max_rows=16",
+                env={"FTC_SITE_CONFIG": str(site.parent)})
     yield srv
     srv.stop()
 
@@ -139,7 +155,8 @@ def test_jobs_from_create_to_output_model(client, server):
     rest = jobs.list(filter={"status": "completed"}, sort="-created_at", page=2, page_size=2)
     assert {j.id for j in page.data} | {j.id for j in rest.data} == {j.id for j in made.values()}
     assert [j.id for j in jobs.list(filter={"training_type": "dpo"}).data] == [made["dpo"].id]
-    assert [j.created_at for j in jobs.list(sort="created_at").data] == sorted(j.created_at for j in made.values())
+    oldest_first = jobs.list(filter={"status": "completed"}, sort="created_at").data
+    assert [j.created_at for j in oldest_first] == sorted(j.created_at for j in made.values())
 
     models = client.models.list()
     assert all(isinstance(conform(m), Model) for m in models.data)
@@ -159,3 +176,46 @@ def test_cancel_a_running_job(client):
     cancelled = conform(client.customization.jobs.cancel(job.id))
     assert isinstance(cancelled, CustomizationJob) and cancelled.status == "cancelled"
     assert poll(client, job.id).status == "cancelled"
+
+
+@pytest.mark.train  # its job starts the runtime
+def test_a_users_model_as_a_target(client, server, models_root, model_folders, tmp_path):
+    """POST targets reads the folder (what is typed is checked against it); configs and jobs then name it,
+    compiled as `model=custom model.path=DIR` is on the command line."""
+    targets = client.customization.targets
+    folder = str(models_root / "llama-tiny")
+    listed = [t for t in targets.list().data if t.namespace == "local"]  # under the site's model paths: listed
+    assert [t.model_path for t in listed] == [folder]
+    made = conform(targets.create(model_path=folder, num_parameters=1, precision="fp16"))
+    assert isinstance(made, CustomizationTarget) and made.name.startswith("llama-tiny@")
+    assert made.num_parameters == model_folders["llama-tiny"]["num_parameters"] and made.precision == "fp32"
+    assert made.model_extra["warning_message"].startswith("num_parameters: 1 given, ")
+    assert conform(targets.retrieve(made.name, namespace="local")).model_path == folder
+    urn = f"local/{made.name}+CPU"
+    assert urn.partition("/")[2] in [c.name for c in client.customization.configs.list().data]
+    with pytest.raises(nemo.UnprocessableEntityError) as info:  # outside the site's model paths
+        outside = tmp_path / "elsewhere"
+        shutil.copytree(folder, outside)
+        targets.create(model_path=str(outside), num_parameters=1, precision="bf16")
+    assert "is outside the folders cluster local allows for models" in info.value.body["detail"]
+    for bad in ("", "relative/path", "/no/such/folder", "/etc", folder + "\n", "x" * 5000, folder + "'",
+                folder + "\\", str(models_root), folder + "/../../../etc"):
+        with pytest.raises(nemo.UnprocessableEntityError):
+            targets.create(model_path=bad, num_parameters=1, precision="bf16")
+    for body in ({"model_path": 3}, {"model_path": [folder]}, {"model_path": folder, "num_parameters": "1"},
+                 {"model_path": folder, "precision": "fp64"}, {"model_path": folder, "num_parameters": True},
+                 {"model_path": folder, "num_parameters": 10**30}, {"model_path": folder, "overrides": ["x"]}, {}):
+        r = server.post("/v1/customization/targets", json=body)
+        assert r.status_code == 422 and "\n" not in r.json()["detail"], (body, r.text)
+    r = server.post("/v1/customization/targets", content='{"model_path": "%s", "num_parameters": NaN}' % folder,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    with pytest.raises(nemo.NotFoundError):
+        client.customization.jobs.create(config="local/llama-tiny@000000000000+CPU", dataset="demo",
+                                         hyperparameters=lora(max_steps=2))
+    job = conform(client.customization.jobs.create(config=urn, dataset="demo", hyperparameters=lora(max_steps=2)))
+    assert job.config == urn and job.output_model == f"default/llama-tiny-demo-lora@{job.id}"
+    same = conform(client.customization.jobs.retrieve(job.id))
+    assert f"model      {urn}" in same.model_extra["plan_summary"]
+    client.customization.jobs.cancel(job.id)
+    assert poll(client, job.id).status in ("cancelled", "failed")

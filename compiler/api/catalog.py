@@ -16,6 +16,17 @@ from ftc.compiler.runs.runstate import RunView
 
 # Precision the runtime trains in on a GPU (bf16; fp32 on a CPU partition): what a target is served in.
 PRECISION = "bf16"
+# A folder's weight dtype, as modelfolder's reader names it -> Customizer's precision.
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "int8": "int8"}
+
+
+def precision_of(model) -> str:
+    """A user's folder: the dtype of its weights, as read; a shipped model: what ftc trains it in."""
+    if model.source != "local":
+        return PRECISION
+    from ftc.compiler.modelfolder.route import read_cached
+
+    return DTYPES.get(read_cached(model.path).dtype, PRECISION)
 
 
 def _iso(path: str | None) -> str | None:
@@ -26,16 +37,16 @@ def _iso(path: str | None) -> str | None:
 
 
 def target_of(model) -> dict:
-    """A shipped or site model config (a validated ModelConfig) as Customizer's target."""
+    """A shipped model config or a user's folder (a validated ModelConfig) as Customizer's target."""
     ready = model.source != "hub" or os.path.isdir(model.path)  # tiny and smollm2 are built by the runtime itself
     return {
         "id": f"{model.namespace}/{model.name}@{model.version}",
         "namespace": model.namespace, "name": f"{model.name}@{model.version}",
         "base_model": f"{model.namespace}/{model.name}",
         "model_path": model.path, "model_uri": f"{model.source}://{model.namespace}/{model.name}",
-        "model_type": "hf", "num_parameters": model.architecture.parameters, "precision": PRECISION,
+        "model_type": "hf", "num_parameters": model.architecture.parameters, "precision": precision_of(model),
         "status": "ready" if ready else "created", "enabled": True,
-        "created_at": _iso(model.path if ready and model.source == "hub" else None),
+        "created_at": _iso(model.path if ready and model.source in ("hub", "local") else None),
         "family": model.architecture.family, "max_seq_length": model.architecture.max_seq_length,
         "gpus": sorted(model.training_options),
     }

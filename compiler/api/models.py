@@ -85,6 +85,21 @@ class CreateJob(Body):
 JobStatus = Literal["created", "pending", "running", "completed", "failed", "cancelled", "unknown"]
 
 
+class CreateTarget(Body):
+    """POST /v1/customization/targets: Customizer's target body; ftc reads the model from model_path
+    (name, version, num_parameters and precision come from the folder, not from what is typed)."""
+
+    model_path: Annotated[ShellText, Field(min_length=1, max_length=4096)]
+    num_parameters: Annotated[int, Field(ge=1, le=10**15)] | None = None
+    precision: Literal["int8", "bf16", "fp16", "fp32", "fp8-mixed", "bf16-mixed"] | None = None
+    name: Name | None = None
+    namespace: Name | None = None
+    base_model: Text | None = None
+    description: Text | None = None
+    enabled: bool | None = None
+    model_uri: Text | None = None
+
+
 class Pagination(BaseModel):
     page: int
     page_size: int

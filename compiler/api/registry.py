@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import math
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from ftc.compiler.api.models import CreateTarget
+from ftc.compiler.config.validation import format_validation_error
+from ftc.compiler.errors import UserError
 
 from ftc.compiler.api.service import JobService, NotFound
 
@@ -44,6 +50,22 @@ def register(app: FastAPI, service: JobService) -> None:
     @app.get(f"{PREFIX}/targets/{{namespace}}/{{name}}")
     def get_target(namespace: str, name: str):
         return one(service.targets(), namespace, name, "target")
+
+    @app.post(f"{PREFIX}/targets")
+    async def create_target(request: Request):
+        """Register a user's model folder: read, checked against the site's model paths, then a
+        target that configs and jobs name as local/<name>@<version>, as `model=custom model.path=DIR`."""
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            body = CreateTarget.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise UserError(*format_validation_error(exc)) from None
+        target = await run_in_threadpool(service.register_target, body.model_path)
+        said = [f"{k}: {v} given, {target[k]} read from the folder; ftc uses what it read"
+                for k, v in (("num_parameters", body.num_parameters), ("precision", body.precision))
+                if v is not None and v != target[k]]
+        return JSONResponse({**target, **({"warning_message": "; ".join(said)} if said else {})})
 
     @app.get("/v1/models")
     def list_models(page: int = paging["page"], page_size: int = paging["page_size"]):

@@ -31,6 +31,7 @@ from ftc.compiler.runs.runstate import ACTIVE, RunView
 RUN_ID = re.compile(r"^[0-9a-f]{6,64}$")
 SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 RESCAN_S = 0.5
+MAX_REGISTERED = 1000  # folders POST targets may add, beyond those listed under the site's model paths
 SLURM_ANSWER_S = 2.0  # how long one answer from Slurm serves the polls of the same job
 
 
@@ -69,6 +70,8 @@ class JobService:
         self._scanned = 0.0
         self._configs: list[dict] | None = None
         self._targets: list[dict] = []
+        self._registered: list[str] = []
+        self._cluster = None
         self._answers: dict[str, tuple[float, RunView]] = {}
 
     # ------------------------------------------------------------ lookups
@@ -109,7 +112,8 @@ class JobService:
         from ftc.compiler.submit.folder import write_run
         from ftc.compiler.submit.submitter import run_to_do, submission
 
-        argv = command_line(self.operator, to_overrides(request, self.roots))
+        users = self.user_models() if request.config.startswith("local/") else {}
+        argv = command_line(self.operator, to_overrides(request, self.roots, {k: f for k, (f, _) in users.items()}))
         with self.lock:
             try:
                 job, run = compile_point(argv)
@@ -167,12 +171,69 @@ class JobService:
         return kept[(page - 1) * page_size: page * page_size], len(kept)
 
     def configs(self) -> list[dict]:
+        from ftc.compiler.api.catalog import config_of
+
         self._models()
-        return self._configs
+        users = [config_of(m, v, o) for _, m in self.user_models().values() for v, o in m.training_options.items()]
+        return [*self._configs, *users]
 
     def targets(self) -> list[dict]:
+        from ftc.compiler.api.catalog import target_of
+
         self._models()
-        return self._targets
+        return [*self._targets, *(target_of(m) for _, m in self.user_models().values())]
+
+    # ------------------------------------------------------------ users' models (targets)
+
+    def user_models(self) -> dict[str, tuple[str, object]]:
+        """The site's user models: folders under cluster.model_paths and those registered by POST
+        targets, each composed as `model=custom model.path=DIR` is on the command line.
+        Returns {"namespace/name@version": (folder, ModelConfig)}; folders that do not read are left out."""
+        from ftc.compiler.modelfolder.route import user_models
+
+        cluster = self.cluster()
+        folders = [folder for folder, info in user_models(cluster) if not isinstance(info, str)]
+        found = {}
+        for folder in dict.fromkeys([*folders, *self._registered]):
+            try:
+                model = self.user_model(folder)
+            except UserError:
+                continue
+            found[f"{model.namespace}/{model.name}@{model.version}"] = (folder, model)
+        return found
+
+    def user_model(self, folder: str):
+        """One folder as the validated model config a job would train (its checks are the CLI's)."""
+        from ftc.compiler.api.translate import quoted
+        from ftc.compiler.config.compose import load_job
+
+        with self.lock:
+            job, _ = load_job([*self.operator, "model=custom", f"model.path={quoted(folder)}"])
+        return job.model
+
+    def cluster(self):
+        if self._cluster is None:
+            from ftc.compiler.config.compose import load_job
+
+            with self.lock:
+                self._cluster = load_job(list(self.operator))[0].cluster
+        return self._cluster
+
+    def register_target(self, model_path: str) -> dict:
+        """POST targets: a folder under the site's model paths, read and kept for this server's life."""
+        from ftc.compiler.api.catalog import target_of
+        from ftc.compiler.modelfolder.route import check_policy
+
+        if not os.path.isabs(model_path):
+            raise UserError(f"model_path: must be an absolute path on the login node (got {model_path[:200]!r})")
+        check_policy(self.cluster(), model_path)
+        try:
+            model = self.user_model(model_path)
+        except UserError as exc:
+            raise UserError(*(p.replace("model.path:", "model_path:", 1) for p in exc.problems)) from None
+        if len(self._registered) < MAX_REGISTERED and model_path not in self._registered:
+            self._registered.append(model_path)
+        return target_of(model)
 
     def _models(self) -> None:
         """Configs and targets from the model configs, composed once (under the lock: Hydra's state)."""

@@ -124,11 +124,24 @@ def _job(request: CreateJob) -> list[str]:
     return out
 
 
-def to_overrides(request: CreateJob, roots: DatasetRoots) -> Translation:
+def _model(urn: str, user_models: dict[str, str]) -> list[str]:
+    """A shipped model by its URN; a user's model (a target, local/<name>@<version>) as the command
+    line names it, model=custom model.path=DIR, with the URN's +GPU as model.variant."""
+    match = URN.match(urn.strip())
+    if match and match["namespace"] == "local" and match["version"]:
+        folder = user_models.get(f"local/{match['name']}@{match['version']}")
+        if folder is None:
+            raise UnknownConfig(f"model.urn: no model config {urn!r}; targets lists the users' models")
+        variant = [f"++model.variant={match['variant']}"] if match["variant"] else []
+        return ["model=custom", f"model.path={quoted(folder)}", *variant]
+    return [f"model.urn={urn}"]
+
+
+def to_overrides(request: CreateJob, roots: DatasetRoots, user_models: dict[str, str] | None = None) -> Translation:
     """The request's overrides; names and numbers were checked by the request model, the rest
     (ranges, guard rails, the URN's variant against the partition) by the schema as for the CLI."""
     check_version(request.config)
-    overrides = [f"model.urn={request.config}", *_method(request.hyperparameters), *_dataset(request, roots),
+    overrides = [*_model(request.config, user_models or {}), *_method(request.hyperparameters), *_dataset(request, roots),
                  *_output(request), *_job(request)]
     return Translation(overrides)
 
