@@ -418,3 +418,16 @@ def test_metrics_reader_skips_what_is_not_a_finite_loss(tmp_path):
     assert [(p.step, p.value) for p in history.val] == [(4, 1.5)]
     assert history.per_epoch() == [{"epoch": 1, "train_loss": 1.8, "val_loss": 1.5},
                                    {"epoch": 2, "train_loss": 1.6, "val_loss": None}]
+
+
+def test_registries_refuse_bad_queries_in_one_line(server):
+    for path in ("/v1/customization/configs", "/v1/customization/targets", "/v1/models"):
+        assert server.get(path).json()["pagination"]["page"] == 1
+        for params in ({"page": 0}, {"page": "x"}, {"page_size": 10**6}, {"page": "NaN"}, {"page_size": "1e3"}):
+            r = server.get(path, params=params)
+            assert r.status_code == 422 and "\n" not in r.json()["detail"], (path, params, r.text)
+        for name in ("x" * 300, "%2e%2e%2fetc", "a'b", "a\\b", "%00"):
+            r = server.get(f"{path}/ftc/{name}")
+            assert r.status_code in (404, 422) and "\n" not in r.json()["detail"], (path, name, r.text)
+    target = server.get("/v1/customization/targets/ftc/tiny-llama@v1.0.0").json()
+    assert (target["num_parameters"], target["base_model"]) == (123200, "ftc/tiny-llama")

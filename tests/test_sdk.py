@@ -59,7 +59,7 @@ def server(tmp_path_factory, models_root):
     local = yaml.safe_load((REPO / "conf" / "cluster" / "local.yaml").read_text())
     (site / "local.yaml").write_text(yaml.safe_dump({**local, "model_paths": [str(models_root)]}))
     srv = start(tmp, "--rate", "0", "--creates-per-min", "600", "cluster=local", "eval.max_rows=16",
-                env={"FTC_SITE_CONFIG": str(site.parent)})
+                env={"FTC_SITE_CONFIG": str(site.parent), "FTC_CACHE": str(tmp / "cache")})  # its own tiny model
     yield srv
     srv.stop()
 
@@ -169,9 +169,10 @@ def test_jobs_from_create_to_output_model(client, server):
 @pytest.mark.train
 def test_cancel_a_running_job(client):
     job = client.customization.jobs.create(config=TINY, dataset={"name": "demo"}, hyperparameters=lora(epochs=10_000))
-    poll(client, job.id, states=("running", *FINAL), timeout=300)
+    assert poll(client, job.id, states=("running", *FINAL), timeout=300).status == "running"
     deadline = time.monotonic() + 300
-    while not (client.customization.jobs.status(job.id).steps_completed or 0) and time.monotonic() < deadline:
+    while not (status := client.customization.jobs.status(job.id)).steps_completed and time.monotonic() < deadline:
+        assert status.status == "running", status.model_extra
         time.sleep(0.5)
     cancelled = conform(client.customization.jobs.cancel(job.id))
     assert isinstance(cancelled, CustomizationJob) and cancelled.status == "cancelled"

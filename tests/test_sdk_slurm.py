@@ -9,40 +9,24 @@ import subprocess
 import sys
 
 import pytest
-from api_server import start
-
-from slurm_fixtures import CI_SITE, require_slurm, slurm
+from slurm_fixtures import CI_SITE, slurm
 
 pytest.importorskip("nemo_microservices")
 
 from nemo_microservices.types.customization import CustomizationJob  # noqa: E402
-from test_sdk import TINY, conform, lora, poll, sdk_client  # noqa: E402
+from test_api_slurm import server  # noqa: E402,F401  (the same server: cluster=ci, the operator's method.max_steps=40)
+from test_sdk import TINY, client, conform, lora, poll  # noqa: E402,F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.train]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_slurm()
-    srv = start(tmp_path_factory.mktemp("sdk-slurm"), "--rate", "0", "cluster=ci", "cluster.partition=cpu",
-                "eval.max_rows=16", env={"FTC_SITE_CONFIG": str(CI_SITE)})
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with sdk_client(server) as c:
-        yield c
-
-
-def test_a_job_on_slurm_through_the_sdk(client):
+def test_a_job_on_slurm_through_the_sdk(client, server):
     assert conform(client.customization.configs.retrieve("tiny-llama@v1.0.0+CPU", namespace="ftc")).name
     job = conform(client.customization.jobs.create(config=TINY, dataset={"name": "demo"}, output_model="team-a/on-slurm",
-                                                   hyperparameters=lora(epochs=1)))
+                                                   hyperparameters=lora(learning_rate=0.002)))
     assert job.status_details.model_extra["job"].isdigit()  # a Slurm job id
     status = poll(client, job.id, timeout=600)
-    assert status.status == "completed" and status.epochs_completed == 1
+    assert status.status == "completed" and status.steps_completed == 40, (status.model_extra, server.log.read_text()[-2000:])
     assert "COMPLETED" in slurm("sacct", "-n", "-X", "-P", "-j", status.model_extra["job"], "-o", "State", check=True).stdout
     assert [j.id for j in client.customization.jobs.list(filter={"status": "completed"}).data] == [job.id]
     model = conform(client.models.retrieve(f"on-slurm@{job.id}", namespace="team-a"))

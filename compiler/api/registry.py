@@ -4,8 +4,9 @@ with Customizer's envelope and paging, and one entry by `namespace/name`."""
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -16,6 +17,7 @@ from ftc.compiler.errors import UserError
 from ftc.compiler.api.service import JobService, NotFound
 
 PREFIX = "/v1/customization"
+Part = Annotated[str, Path(max_length=256)]
 
 
 def page_of(items: list[dict], page: int, page_size: int) -> dict:
@@ -40,7 +42,7 @@ def register(app: FastAPI, service: JobService) -> None:
         return page_of(service.configs(), page, page_size)
 
     @app.get(f"{PREFIX}/configs/{{namespace}}/{{name}}")
-    def get_config(namespace: str, name: str):
+    def get_config(namespace: Part, name: Part):
         return one(service.configs(), namespace, name, "config")
 
     @app.get(f"{PREFIX}/targets")
@@ -48,7 +50,7 @@ def register(app: FastAPI, service: JobService) -> None:
         return page_of(service.targets(), page, page_size)
 
     @app.get(f"{PREFIX}/targets/{{namespace}}/{{name}}")
-    def get_target(namespace: str, name: str):
+    def get_target(namespace: Part, name: Part):
         return one(service.targets(), namespace, name, "target")
 
     @app.post(f"{PREFIX}/targets")
@@ -72,5 +74,5 @@ def register(app: FastAPI, service: JobService) -> None:
         return page_of(service.output_models(), page, page_size)
 
     @app.get("/v1/models/{namespace}/{name}")
-    def get_model(namespace: str, name: str):
+    def get_model(namespace: Part, name: Part):
         return one(service.output_models(), namespace, name, "model")
