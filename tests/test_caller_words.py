@@ -21,6 +21,7 @@ def test_explicit_epochs_turn_off_the_recipes_max_steps(output_root):
                                  "is off and training runs 1 epoch(s)")
     both = plan_of("model=tiny", "method.epochs=1", "method.max_steps=7")  # both said: both stand
     assert (both.job.method.epochs, both.job.method.max_steps) == (1, 7)
+    assert both.warnings[0] == "method.max_steps=7: set with method.epochs=1; training stops after 7 steps, whatever the epochs"
     assert plan_of("model=llama8b", "cluster=example", "method.epochs=1").job.method.max_steps is None
 
 

@@ -167,10 +167,13 @@ def _epochs_win(cfg: DictConfig, keys: set[str]) -> list[str]:
     """An explicit `method.epochs` turns off the max_steps a recipe (or a site's config) set, which
     would otherwise stop training early without a word; the note is the plan's first warning
     (so strict=true refuses the job naming both).
-    Both set explicitly: both stand, max_steps first, as in transformers."""
+    Both set explicitly: both stand, max_steps decides as in transformers, and a note says so."""
     method = cfg.get("method")
-    if "method.epochs" not in keys or "method.max_steps" in keys or method is None or method.get("max_steps") is None:
+    if "method.epochs" not in keys or method is None or method.get("max_steps") is None:
         return []
+    if "method.max_steps" in keys:  # both said (an API operator's max_steps and a body's epochs): say which decides
+        return [f"method.max_steps={method.max_steps}: set with method.epochs={method.epochs}; training stops "
+                f"after {method.max_steps} steps, whatever the epochs"]
     note = (f"method.max_steps=null: method.epochs={method.epochs} was set, so the recipe's "
             f"max_steps={method.max_steps} is off and training runs {method.epochs} epoch(s)")
     method.max_steps = None
