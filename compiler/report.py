@@ -33,7 +33,9 @@ def memory_line(plan: Plan) -> str:
     items = " + ".join(f"{i.name} {_gib(i.gib)}" for i in m.items if i.gib >= 0.05)
     if plan.gpu == "cpu":
         return f"{items} = {_gib(m.total_gib)} GiB per worker"
-    return f"{items} = {_gib(m.total_gib)} GiB per GPU of {_gib(m.capacity_gib)} GiB (headroom {m.headroom:.0%})"
+    check = (f"; model states {_gib(m.model_states_gib)} GiB >= {_gib(m.deepspeed_gib)} by DeepSpeed's "
+             f"{m.deepspeed_estimator}" if m.deepspeed_estimator else "")
+    return f"{items} = {_gib(m.total_gib)} GiB per GPU of {_gib(m.capacity_gib)} GiB (headroom {m.headroom:.0%}){check}"
 
 
 def architecture_line(a) -> str:
@@ -44,6 +46,17 @@ def architecture_line(a) -> str:
     source = a.sources.get("parameters", "the model file")
     return (f"{a.family}: {a.layers} layers, hidden {a.hidden_size}, {heads}{moe}, {vocab}; "
             f"{a.parameters:,} parameters ({source})")
+
+
+def trains_line(plan: Plan) -> str:
+    """What the optimizer updates: the resolved LoRA targets, or every weight."""
+    share = plan.trainable_parameters / plan.job.model.architecture.parameters
+    count = f"{plan.trainable_parameters:,} trainable parameters ({share:.2%})"
+    if not plan.lora_targets:
+        return f"all weights: {count}"
+    asked = plan.job.method.lora.target_modules
+    asked = asked if isinstance(asked, str) else "named"
+    return f"LoRA on {', '.join(plan.lora_targets)} ({asked}): {count}"
 
 
 def summary(plan: Plan) -> str:
@@ -59,6 +72,7 @@ def summary(plan: Plan) -> str:
         f"model      {plan.model_urn}",
         f"arch       {architecture_line(job.model.architecture)}",
         f"method     {method.name} ({method.training_type}/{method.finetuning_type}): {hyper}",
+        f"trains     {trains_line(plan)}",
         f"data       {job.data.name} ({data.format}): {rows} rows"
         + (f", {long_rows} above {plan.max_seq_length} tokens (truncated)" if long_rows else "")
         + (f"; memory sized for sequences of {plan.memory.sequence_length} tokens" if plan.memory else ""),

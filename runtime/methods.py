@@ -162,7 +162,7 @@ def lora_config(plan: Plan):
         r=lora.adapter_dim,
         lora_alpha=lora.alpha,
         lora_dropout=lora.adapter_dropout,
-        target_modules=list(lora.target_modules),
+        target_modules=list(plan.lora_targets) or lora.target_modules,  # resolved at compile time
         bias="none",
         task_type="CAUSAL_LM",
     )

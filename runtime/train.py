@@ -196,6 +196,7 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     from transformers import set_seed
 
     from ftc.runtime import methods
+    from ftc.runtime.model_check import check_loaded, check_trainable
 
     run_dir = plan.run_dir
     set_seed(plan.job.training.seed)
@@ -204,7 +205,9 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     args = methods.build_args(plan)
     args.logging_nan_inf_filter = False  # a NaN step must be logged as NaN, for the FiniteGuard to see it
     args.run_name = args.run_name or plan.run_id  # MLflow's run name (transformers reads it from here)
-    model, tokenizer = load_model(plan, model_path(plan))
+    path = model_path(plan)
+    model, tokenizer = load_model(plan, path)
+    check_loaded(plan, model, path)
 
     resume = choose_resume(run_dir, status)
     saved = checkpoints.saved_state(resume) if resume else {}
@@ -226,6 +229,7 @@ def setup(plan: Plan, status: RunStatus) -> Run:
     progress = ProgressLine(CONSOLE, status)
     callbacks = [metrics, progress, guard, early, stop, marker, before]
     trainer = methods.build_trainer(plan, args, model, tokenizer, train_ds, val_ds, callbacks)
+    check_trainable(plan, trainer.model)
     quiet_trainer(trainer)
     trackers.start(plan, list(args.report_to))
     print(f"[ftc] trainer {methods.describe(plan, args)}", flush=True)  # the log file

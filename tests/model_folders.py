@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=48,
-             vocab_size=128, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+VOCAB = 384  # the smallest byte-level tokenizer ftc's tiny model builds (256 bytes + specials + merges)
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "intermediate_size": 48, "vocab_size": VOCAB, "max_position_embeddings": 256, "pad_token_id": 0,
+         "bos_token_id": 1, "eos_token_id": 3}
 # name -> (model_type, extra config): every supported family, Qwen2 tied and untied.
 SUPPORTED = {
     "llama-tiny": ("llama", {}),
@@ -38,20 +40,28 @@ def build(root: Path) -> dict[str, dict]:
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, BertConfig, LlamaConfig, LlavaConfig, T5Config
 
+    from ftc.compiler.config.schema import Architecture
+    from ftc.runtime.tiny import build_tokenizer, corpus
+
+    shape = {"family": "llama", "parameters": 1, "layers": 2, "hidden_size": 32, "attention_heads": 4, "kv_heads": 2,
+             "intermediate_size": 48, "vocab_size": VOCAB, "max_seq_length": 256}
+    tokenizer = build_tokenizer(Architecture(**shape), corpus())  # ChatML, like the tiny model's
     out = {}
     for name, (model_type, extra) in SUPPORTED.items():
         torch.manual_seed(0)
         config = AutoConfig.for_model(model_type, **SMALL, **extra)
         model = AutoModelForCausalLM.from_config(config)
-        model.save_pretrained(root / name)
+        shards = {"max_shard_size": "40KB"} if name == "llama-tiny" else {}  # one saved in shards, with its index
+        model.save_pretrained(root / name, **shards)
+        tokenizer.save_pretrained(root / name)
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                          if isinstance(m, torch.nn.Linear) and n != "lm_head"})
         out[name] = {"path": str(root / name), "model_type": model_type, "num_parameters": model.num_parameters(),
                      "linear": linear}
-    tiny = dict(hidden_size=32, num_attention_heads=4, intermediate_size=48, vocab_size=128)
+    tiny = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 48, "vocab_size": VOCAB}
     configs = {
         "bert-tiny": BertConfig(num_hidden_layers=1, **tiny),
-        "t5-tiny": T5Config(d_model=32, d_ff=48, num_layers=1, num_heads=4, d_kv=8, vocab_size=128),
+        "t5-tiny": T5Config(d_model=32, d_ff=48, num_layers=1, num_heads=4, d_kv=8, vocab_size=VOCAB),
         "llava-tiny": LlavaConfig(text_config=LlamaConfig(num_hidden_layers=1, **tiny)),
     }
     for name, config in configs.items():

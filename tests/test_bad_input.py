@@ -28,7 +28,7 @@ CASES = [
     (["method.lora.adapter_dim=12"], "method.lora.adapter_dim: must be a power of 2 up to 256 (got 12)"),
     (["method.lora.adapter_dim=512"], "method.lora.adapter_dim: must be a power of 2 up to 256 (got 512)"),
     (["method.lora.adapter_dropout=1.0"], "method.lora.adapter_dropout: input should be less than 1"),
-    (["method.lora.target_modules=[qkv]"], "method.lora.target_modules: unknown module 'qkv'"),
+    (["method.lora.target_modules=[qkv]"], "method.lora.target_modules: 'qkv' matches no linear layer of ftc/tiny-llama"),
     (["method=grpo", "method.reward.kind=regex"], "method.reward: reward kind regex needs method.reward.pattern"),
     (["method=grpo", "method.finetuning_type=all_weights", "model=llama8b", *EXAMPLE],
      "method.finetuning_type: meta/llama-3.1-8b-instruct@v1.0.0+H100 does not support grpo/all_weights"),

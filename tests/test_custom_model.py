@@ -8,12 +8,13 @@ import shutil
 
 import pytest
 import yaml
+from conftest import REPO
+from model_folders import SUPPORTED
 
 from ftc.compiler.config.compose import load_job
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import compile_job
-from model_folders import SUPPORTED
-from conftest import REPO
+
 from site_files import admin_site
 
 pytestmark = pytest.mark.train  # the folders are built with transformers
@@ -92,3 +93,12 @@ def test_configs_lists_the_users_models(model_folders, tmp_path, monkeypatch, ft
     assert f"DIR under {allowed}" in result.out
     assert f"{allowed / 'phi3-tiny'}  local/phi3-tiny@" in result.out and "(phi3, " in result.out
     assert f"{allowed / 't5-tiny'}  refused: " in result.out and "encoder-decoder" in result.out
+
+
+def test_a_folder_without_its_tokenizer_is_refused(model_folders, tmp_path, output_root):
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(model_folders["gemma-tiny"]["path"], folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    with pytest.raises(UserError, match="has no tokenizer"):
+        plan("model=custom", f"model.path={folder}")

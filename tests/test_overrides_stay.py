@@ -46,7 +46,9 @@ def admin_owned():
         cluster = resolve(compose_config([f"cluster={option}"])[0])["cluster"]
         clusters.append(_site_values(ClusterConfig.model_validate(cluster)))
     for option in _options("model"):
-        models.append(compose_config([f"model={option}"])[1])
+        options = compose_config([f"model={option}"])[1]
+        if options is not None:  # model=custom: its options come from the cluster (the admin's)
+            models.append(options)
     return clusters, models
 
 

@@ -119,13 +119,13 @@ def test_explicit_layout_that_does_not_fit_names_a_change_that_fits():
     assert solve(job("llama8b", "sft", resources=fixed(**{**asked, **changes})), 10_000).memory.total_gib <= 72
 
 
-def test_inside_the_headroom_is_a_warning_not_an_error():
+def test_above_usable_memory_is_refused_with_the_fix_never_kept_with_a_warning():
     resources = fixed(headroom=0.45)  # llama8b LoRA on all 7 matrices needs about 49 GiB: above 44 usable, under 80
     every = {"adapter_dim": 8, "alpha": 16, "adapter_dropout": 0.1,
              "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
-    s = solve(job("llama8b", "lora", resources=resources, lora=every), 10_000)
-    assert s.topology.world_size == 1
-    assert any("inside the headroom" in w for w in s.warnings)
+    with pytest.raises(UserError) as err:
+        solve(job("llama8b", "lora", resources=resources, lora=every), 10_000)
+    assert "44.0 GiB usable" in str(err.value) and "; set resources." in str(err.value)
     auto = solve(job("llama8b", "lora", resources={"headroom": 0.45}, lora=every), 10_000)
     assert auto.memory.total_gib <= 44 and not auto.warnings
 

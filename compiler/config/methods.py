@@ -17,10 +17,10 @@ class LoraParams(Strict):
     adapter_dim: int = Field(8, description="LoRA rank r: a power of 2 up to 256")
     alpha: int = Field(16, ge=1, le=2**16, description="scaling numerator; the update is scaled by alpha/adapter_dim")
     adapter_dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        min_length=1,
-        description="linear layers that get adapters",
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear",
+        description="linear layers that get adapters: all-linear (PEFT's meaning: every linear layer of the blocks, "
+        "not the LM head), or their names, checked against the model's own (e.g. [q_proj, v_proj]; Phi-3: qkv_proj)",
     )
 
     @field_validator("adapter_dim")
@@ -32,14 +32,18 @@ class LoraParams(Strict):
 
     @field_validator("target_modules")
     @classmethod
-    def _known_modules(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(LINEAR_MODULES))
-        if unknown:
-            raise ValueError(f"unknown module {unknown[0]!r}; choose from {', '.join(LINEAR_MODULES)}")
+    def _module_names(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            return value
+        if not 1 <= len(value) <= 64:
+            raise ValueError(f"must be all-linear or 1 to 64 module names (got {len(value)})")
+        for name in value:
+            if not MODULE_NAME.fullmatch(name):
+                raise ValueError(f"{name[:60]!r} is not a module name like q_proj or mlp.down_proj")
         return value
 
 
-LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,4}")
 
 
 class MethodBase(Strict):

@@ -51,11 +51,18 @@ class Architecture(Strict):
     experts_per_token: int = Field(0, ge=0, description="MoE: experts each token is routed to")
     shared_experts: int = Field(0, ge=0, description="MoE: experts every token passes (Qwen2-MoE)")
     moe_intermediate_size: int = Field(0, ge=0, description="MoE: one expert's intermediate size")
+    shared_expert_intermediate_size: int = Field(0, ge=0, description="MoE: the shared expert's intermediate size")
     sliding_window: int | None = Field(None, ge=1)
     linear: dict[str, list[int]] = Field(
         default_factory=dict, description="the blocks' linear layers: kind -> [d_in, d_out, count]; from the family's layout when unset"
     )
     sources: dict[str, str] = Field(default_factory=dict, description="where each number came from")
+
+    def built_numbers(self) -> dict:
+        """The numbers a model ftc builds (tiny, SmolLM2) is made from: its cache fingerprint, the same
+        as before the architecture grew read-only fields (head_dim when derived, experts, linear, sources)."""
+        return self.model_dump(include={"family", "parameters", "layers", "hidden_size", "attention_heads", "kv_heads",
+                                        "intermediate_size", "vocab_size", "max_seq_length", "tie_embeddings"})
 
     @field_validator("family")
     @classmethod

@@ -7,6 +7,7 @@ config.json is refused) and counts parameters with it where there are no safeten
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ftc.compiler.modelfolder.families import Family
 
@@ -119,13 +120,19 @@ def dims_of(arch) -> tuple[Family, Dims]:
 
     family = next(f for f in FAMILIES if f.name == arch.family)
     sparse = tuple(range(arch.layers)) if arch.experts else ()
-    shared = arch.intermediate_size if arch.shared_experts else 0
+    shared = (arch.shared_expert_intermediate_size or arch.intermediate_size) if arch.shared_experts else 0
     return family, Dims(arch.layers, arch.hidden_size, arch.attention_heads, arch.kv_heads, arch.head_dim,
                         arch.intermediate_size, arch.vocab_size, arch.tie_embeddings, arch.experts,
                         arch.moe_intermediate_size or arch.intermediate_size, shared, sparse)
 
 
 def typed_linear(arch) -> dict[str, list[int]]:
-    """The linear layers of a typed architecture, from its family's layout."""
+    """The linear layers of a typed architecture, from its family's layout (once per set of numbers:
+    every point of a sweep validates the same architecture)."""
     family, dims = dims_of(arch)
-    return {k: list(v) for k, v in linear_modules(family, expected_tensors(family, dims)).items()}
+    return {k: list(v) for k, v in _linear_of(family, dims).items()}
+
+
+@lru_cache(maxsize=64)
+def _linear_of(family: Family, dims: Dims) -> dict[str, tuple[int, int, int]]:
+    return linear_modules(family, expected_tensors(family, dims))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ftc.compiler.errors import UserError
 from ftc.compiler.modelfolder.families import BY_MODEL_TYPE, Family, supported_line, unsupported_kind
 from ftc.compiler.modelfolder.layout import Dims, expected_tensors, linear_modules
-from ftc.compiler.modelfolder.safetensors import read_weights
+from ftc.compiler.modelfolder.safetensors import json_object, read_weights
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_DIM = 2**31 - 1
@@ -48,6 +48,7 @@ class ModelInfo:
     experts_per_token: int = 0
     shared_experts: int = 0
     moe_intermediate_size: int = 0
+    shared_expert_intermediate_size: int = 0
     sliding_window: int | None = None
     linear: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # kind -> (d_in, d_out, count)
     sources: dict[str, str] = field(default_factory=dict)  # number -> where it came from
@@ -65,12 +66,9 @@ class ModelInfo:
             "max_seq_length": self.max_positions, "tie_embeddings": self.tie_embeddings, "experts": self.experts,
             "experts_per_token": self.experts_per_token, "shared_experts": self.shared_experts,
             "moe_intermediate_size": self.moe_intermediate_size, "sliding_window": self.sliding_window,
+            "shared_expert_intermediate_size": self.shared_expert_intermediate_size,
             "linear": {k: list(v) for k, v in self.linear.items()}, "sources": dict(self.sources),
         }
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number")
 
 
 def read_config(folder: str) -> tuple[dict, str]:
@@ -86,13 +84,7 @@ def read_config(folder: str) -> tuple[dict, str]:
         raise UserError(f"model.path: {path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise UserError(f"model.path: {path}: larger than {MAX_CONFIG_BYTES} bytes; not a model config")
-    try:
-        config = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"model.path: {path}: not JSON: {str(exc)[:120]}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"model.path: {path}: not a JSON object")
-    return config, hashlib.sha256(raw).hexdigest()
+    return json_object(raw, path), hashlib.sha256(raw).hexdigest()
 
 
 class _Config:
@@ -206,7 +198,8 @@ def info_from_config(config: dict, digest: str, folder: str, weights) -> ModelIn
         attention_heads=heads, kv_heads=kv, head_dim=head_dim, intermediate_size=dims.intermediate, vocab_size=vocab,
         tie_embeddings=tied, max_positions=c.int("max_position_embeddings", as_="max_seq_length"),
         experts=dims.experts, experts_per_token=moe.get("per_token", 0), shared_experts=1 if dims.shared_intermediate else 0,
-        moe_intermediate_size=dims.moe_intermediate, sliding_window=window or None,
+        moe_intermediate_size=dims.moe_intermediate, shared_expert_intermediate_size=dims.shared_intermediate,
+        sliding_window=window or None,
         linear=linear_modules(family, expected), sources=dict(sorted(c.sources.items())),
     )
 

@@ -21,6 +21,7 @@ PARAMETER_TOLERANCE = 0.005
 METHODS = (("sft", "lora"), ("sft", "all_weights"), ("dpo", "lora"), ("dpo", "all_weights"),
            ("grpo", "lora"), ("grpo", "all_weights"))
 VERSION_CHARS = 12
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 
 
 def _signature(folder: str) -> tuple:
@@ -81,6 +82,9 @@ def attach_model(job):
         if model.source == "local":
             check_policy(job.cluster, model.path)
         info = read_cached(model.path)
+        if not any(os.path.isfile(os.path.join(info.path, f)) for f in TOKENIZER_FILES):
+            raise UserError(f"model.path: {model.path} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save it beside "
+                            "the weights: tokenizer.save_pretrained(DIR)")
         arch = Architecture.model_validate(info.architecture())
         update = {
             "name": info.name if model.name == "auto" else model.name,

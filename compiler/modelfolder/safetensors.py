@@ -49,12 +49,7 @@ def read_header(path: str) -> dict[str, Tensor]:
             raw = handle.read(length)
     except OSError as exc:
         raise UserError(f"model.path: {path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"model.path: {path}: header is not JSON: {str(exc)[:120]}") from None
-    if not isinstance(header, dict):
-        raise UserError(f"model.path: {path}: header is not a JSON object")
+    header = json_object(raw, f"{path}: header")
     data_bytes = size - 8 - length
     tensors = {}
     for name, entry in header.items():
@@ -62,6 +57,17 @@ def read_header(path: str) -> dict[str, Tensor]:
             continue
         tensors[name] = _tensor(path, name, entry, data_bytes)
     return tensors
+
+
+def json_object(raw: bytes, where: str) -> dict:
+    """A JSON object from bytes, strictly (UTF-8, no NaN or Infinity); one line naming `where` otherwise."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"model.path: {where} is not JSON: {str(exc)[:120]}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"model.path: {where} is not a JSON object")
+    return value
 
 
 def _no_constant(name: str):

@@ -16,6 +16,7 @@ from ftc.compiler.checks import guards
 from ftc.compiler.checks.advice import advise
 from ftc.compiler.checks.datasets import inspect_dataset
 from ftc.compiler.checks.inputs import model_path_warnings
+from ftc.compiler.checks.lora_targets import resolve_targets
 from ftc.compiler.config.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.deepspeed import deepspeed_config
@@ -125,7 +126,8 @@ def build_plan(job: JobConfig) -> Plan:
         time_limit = job.resources.time
         guards.check_time(job, time_limit)
     warnings, errors = advise(job, dataset.rows.get("training", 0))
-    warnings = [*job.notes, *solution.warnings, *warnings, *model_path_warnings(job)]
+    targets = resolve_targets(job)
+    warnings = [*job.notes, *solution.warnings, *targets.warnings, *warnings, *model_path_warnings(job)]
     if errors:
         raise UserError(*errors)
     if job.strict and warnings:
@@ -148,6 +150,8 @@ def build_plan(job: JobConfig) -> Plan:
         memory=solution.memory,
         estimate=estimate,
         time_limit=time_limit,
+        lora_targets=targets.kinds,
+        trainable_parameters=targets.trainable,
         decisions=solution.decisions,
         warnings=warnings,
     )

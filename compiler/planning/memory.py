@@ -99,7 +99,7 @@ def active_intermediate(arch: Architecture) -> int:
     if not arch.experts:
         return arch.intermediate_size
     return arch.experts_per_token * (arch.moe_intermediate_size or arch.intermediate_size) + (
-        arch.intermediate_size * arch.shared_experts)
+        (arch.shared_expert_intermediate_size or arch.intermediate_size) * arch.shared_experts)
 
 
 @dataclass(frozen=True)
@@ -110,10 +110,11 @@ class ModelState:
     gradients: int
     optimizer: int
     reference: int = 0
+    fp32_gradients: int = 0  # DeepSpeed's bf16 optimizers keep an fp32 copy of the rank's gradient partition
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.reference
+        return self.weights + self.gradients + self.optimizer + self.reference + self.fp32_gradients
 
 
 def model_state_bytes(
@@ -138,12 +139,38 @@ def model_state_bytes(
             optimizer=adapters * ADAPTER.optimizer // opt_div,
         )
     reference = arch.parameters * precision.weight // param_div if method.name == "dpo" else 0
+    # Mixed precision with master weights (bf16 under DeepSpeed): the fp32 gradients of the rank's
+    # partition live alongside the states: 2 + 2 + 4 + 12 = DeepSpeed's 2 + 18 bytes a parameter.
+    fp32_gradients = 4 * arch.parameters // opt_div if precision.optimizer > 8 else 0
     return ModelState(
         weights=arch.parameters * precision.weight // param_div,
         gradients=arch.parameters * precision.grad // grad_div,
         optimizer=arch.parameters * precision.optimizer // opt_div,
         reference=reference,
+        fp32_gradients=fp32_gradients,
     )
+
+
+def largest_layer_parameters(arch: Architecture) -> int:
+    """DeepSpeed's largest_layer_params: the most parameters one module holds itself (the embedding or
+    LM head, a dense MLP's widest Linear, or transformers 5's fused experts of one MoE block)."""
+    experts = arch.experts * 3 * (arch.moe_intermediate_size or arch.intermediate_size) * arch.hidden_size
+    return max(arch.vocab_size * arch.hidden_size, arch.intermediate_size * arch.hidden_size, experts)
+
+
+def deepspeed_states_estimate(arch: Architecture, zero_stage: int, gpus_per_node: int, nodes: int) -> float:
+    """DeepSpeed's own figure for model states per GPU without offload, all weights trained:
+    estimate_zero2_model_states_mem_needs (2P + 18P/N) and estimate_zero3_model_states_mem_needs
+    (4 x largest layer + 18P/N), deepspeed/runtime/zero/stage_1_and_2.py and stage3.py."""
+    p, n = arch.parameters, gpus_per_node * nodes
+    if zero_stage == 3:
+        return 4 * largest_layer_parameters(arch) + int(18 * p / n)
+    return 2 * p + int(18 * p / n)
+
+
+# The items that are model states (DeepSpeed's estimators count these, and ZeRO-3's gathered layers).
+STATE_ITEMS = ("weights", "gradients", "optimizer states", "fp32 gradient partition", "zero-3 gathered layers")
+DEEPSPEED_ESTIMATORS = {2: "estimate_zero2_model_states_mem_needs_all_cold", 3: "estimate_zero3_model_states_mem_needs_all_cold"}
 
 
 def layer_activation_bytes_per_token(
@@ -247,9 +274,10 @@ def kv_cache_bytes(arch: Architecture, seq_len: int, sequences: int, precision: 
 
 def zero3_gather_bytes(arch: Architecture, precision: Precision = BF16, tensor_parallel: int = 1) -> float:
     """ZeRO-3 gathers a layer's full weights before using it and prefetches the next one: two layers,
-    or the embedding / LM head alone when that is larger."""
-    largest = max(2 * layer_parameters(arch), arch.vocab_size * arch.hidden_size)
-    return largest * precision.weight / tensor_parallel
+    or the embedding / LM head alone when that is larger; at least DeepSpeed's own allowance of 4 bytes
+    a parameter of the largest layer (estimate_zero3_model_states_mem_needs)."""
+    largest = max(2 * layer_parameters(arch) * precision.weight, 4 * largest_layer_parameters(arch))
+    return largest / tensor_parallel
 
 
 GENERATION_GATHER = "zero-3 generation: whole model gathered"
@@ -303,6 +331,8 @@ class MemoryModel:
         sequences = micro_batch * self._sequences_per_sample
         act = _stacked(arch, self._layer, self.seq_len * sequences, p, checkpointing, t)
         out = [("weights", state.weights), ("gradients", state.gradients), ("optimizer states", state.optimizer)]
+        if state.fp32_gradients:
+            out.append(("fp32 gradient partition", state.fp32_gradients))
         if autocast:
             # fp32 weights, gradients and Adam (4 + 4 + 8) plus the bf16 copy autocast makes of each weight it uses.
             out.append(("autocast bf16 weight copies", arch.parameters * p.weight / t))
@@ -320,8 +350,11 @@ class MemoryModel:
         if self._generated:
             generating = -(-self._generated // data_parallel)
             working.append(("kv cache", kv_cache_bytes(arch, self.seq_len, generating, p) / t))
-        # The step's fp32 gradients reuse what the activations freed; only the excess counts.
-        excess = step_gradient_bytes(arch, self.method, p, zero_stage, data_parallel) / t - sum(b for _, b in working)
+        # LoRA: the adapters' step-time fp32 gradients reuse what the activations freed; only the excess
+        # counts (all weights: the fp32 gradient partition is a model state above).
+        excess = 0.0
+        if self.method.uses_lora:
+            excess = step_gradient_bytes(arch, self.method, p, zero_stage, data_parallel) / t - sum(b for _, b in working)
         if excess > 0:
             working.append(("optimizer-step fp32 gradients beyond the freed activations", excess))
         out += working + [("runtime overhead", self._overhead)]
@@ -336,12 +369,19 @@ class MemoryModel:
             topology.micro_batch_size, topology.gradient_checkpointing,
         )
         gib = [MemoryItem(name=n, gib=round(b / GIB, 3)) for n, b in items]
+        states = sum(b for n, b in items if n in STATE_ITEMS)
+        stage = topology.zero_stage
+        compared = stage in DEEPSPEED_ESTIMATORS and not self.method.uses_lora and self.gpu.key != "cpu"
+        reference = deepspeed_states_estimate(self.arch, stage, topology.gpus_per_node, topology.nodes) if compared else None
         return MemoryEstimate(
             items=gib,
             total_gib=round(sum(b for _, b in items) / GIB, 3),
             capacity_gib=self.gpu.memory_gib if capacity_gib is None else capacity_gib,
             headroom=headroom,
             sequence_length=self.seq_len,
+            model_states_gib=math.ceil(states / GIB * 1000) / 1000,  # up: a bound is never shown below itself
+            deepspeed_estimator=DEEPSPEED_ESTIMATORS[stage] if compared else None,
+            deepspeed_gib=round(reference / GIB, 3) if reference is not None else None,
         )
 
 

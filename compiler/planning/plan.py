@@ -70,6 +70,9 @@ class MemoryEstimate(Frozen):
     capacity_gib: float
     headroom: float
     sequence_length: int = Field(description="tokens per sequence the activations are sized for")
+    model_states_gib: float | None = Field(None, description="weights, gradients and optimizer states (with ZeRO's buffers)")
+    deepspeed_estimator: str | None = Field(None, description="the DeepSpeed function whose figure model states never go below")
+    deepspeed_gib: float | None = Field(None, description="that function's figure for this stage and layout")
 
 
 class TimeEstimate(Frozen):
@@ -97,5 +100,7 @@ class Plan(Frozen):
     memory: MemoryEstimate | None = None
     estimate: TimeEstimate | None = None
     time_limit: str = Field(description="sbatch --time")
+    lora_targets: list[str] = Field(default_factory=list, description="LoRA: the model's linear layers that get adapters")
+    trainable_parameters: int = Field(0, ge=0, description="what the optimizer updates; the runtime checks PEFT's count")
     decisions: list[str] = Field(default_factory=list, description="why each `auto` became what it is")
     warnings: list[str] = Field(default_factory=list)

@@ -154,15 +154,12 @@ def solve(job: JobConfig, dataset_rows: int | None = None, seq_len: int | None =
     if chosen is None and found.smallest is None:
         raise UserError(_indivisible(job, fixed))
     if chosen is None:
-        # Explicit values that only fit inside the headroom are the user's call: warn, keep the first such layout.
-        inside = search(fixed, bound=capacity * GIB).fit if any(v is not None for v in fixed.values()) and not cpu else None
-        need_line = _need_line((inside or found.smallest).need, gpu.key, capacity, res.headroom)
+        # Above the usable memory is refused on a GPU (the headroom is what the estimate does not see),
+        # with the explicit values to free that would make it fit; a CPU worker may swap instead.
+        need_line = _need_line(found.smallest.need, gpu.key, capacity, res.headroom)
         if cpu:
             chosen = found.smallest
             warnings.append(f"resources: {need_line} on this CPU partition; the run may swap or be killed")
-        elif inside is not None:
-            chosen = inside
-            warnings.append(f"resources: {need_line}, inside the headroom; it may run out of memory")
         else:
             line = _no_fit(need_line, found, fixed, search, gpu)
             if "; " in line or not hints:

@@ -26,6 +26,7 @@ from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord,
                                   write_record)
 from ftc.compiler.render.sbatch import threads_per_worker
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
+from ftc.compiler.submit.torchrun_output import ChildFailedFilter
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
 LOG = "logs/local.out"
@@ -249,11 +250,13 @@ def foreground(plan: Plan, started=lambda: None) -> int:
             print(f"running run {plan.run_id} here (pid {child.pid}); log {log_path}")
             print(f"run folder {run_dir}", flush=True)
             assert child.stdout is not None
+            shown = ChildFailedFilter()  # the terminal: the worker's own error line, not torchrun's traceback
             while chunk := os.read(child.stdout.fileno(), 65536):
-                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.write(shown.feed(chunk))
                 sys.stdout.buffer.flush()
                 log.write(chunk)
                 log.flush()
+            sys.stdout.buffer.write(shown.flush())
             code = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
