@@ -3,18 +3,13 @@ polled to completed, its output model, and a whole job array cancelled by its Sl
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-
 import pytest
-from slurm_fixtures import CI_SITE, slurm
+from slurm_fixtures import slurm
 
 pytest.importorskip("nemo_microservices")
 
 from nemo_microservices.types.customization import CustomizationJob  # noqa: E402
-from test_api_slurm import server  # noqa: E402,F401  (the same server: cluster=ci, the operator's method.max_steps=40)
+from test_api_slurm import server, submit_array  # noqa: E402,F401  (the same server: cluster=ci, the operator's method.max_steps=40)
 from test_sdk import TINY, client, conform, lora, poll  # noqa: E402,F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.train]
@@ -34,13 +29,7 @@ def test_a_job_on_slurm_through_the_sdk(client, server):
 
 
 def test_cancel_an_array_through_the_sdk(client, server):
-    proc = subprocess.run(
-        [sys.executable, "-m", "ftc", "-m", "cluster=ci", "cluster.partition=cpu", "model=tiny", "method=lora",
-         "data=demo", "method.learning_rate=1e-3,2e-3", "method.max_steps=5000"],
-        check=False, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "FTC_OUTPUT_ROOT": str(server.root), "FTC_SITE_CONFIG": str(CI_SITE)})
-    assert proc.returncode == 0, proc.stderr
-    array = re.search(r"as Slurm job array (\d+)", proc.stdout).group(1)
+    array = submit_array(server)
     cancelled = conform(client.customization.jobs.cancel(array))
     assert isinstance(cancelled, CustomizationJob)
     ids = [j["id"] for j in cancelled.model_extra["data"]]
