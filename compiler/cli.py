@@ -50,6 +50,13 @@ def _status(args: list[str]) -> int:
     return status_command(args)
 
 
+def _compare(args: list[str]) -> int:
+    """runs side by side (what differs, state, losses, eval, output): ftc compare SWEEP_ID|RUN... [--sort KEY] [--json]"""
+    from ftc.compiler.runs.compare import compare_command
+
+    return compare_command(args)
+
+
 def _logs(args: list[str]) -> int:
     """a run's log: ftc logs RUN [-f]"""
     from ftc.compiler.runs.jobs import logs_command
@@ -102,6 +109,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "configs": _configs,
     "schema": _schema,
     "status": _status,
+    "compare": _compare,
     "logs": _logs,
     "cancel": _cancel,
     "serve": _serve,

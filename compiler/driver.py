@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ftc.compiler.checks.inputs import check_inputs, check_output_root
 from ftc.compiler.config.compose import expand_sweep, load_job
@@ -11,6 +12,7 @@ from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun, compile_job
 from ftc.compiler.report import summary, sweep_line
+from ftc.compiler.runs.compare import write_sweep
 from ftc.compiler.submit.folder import write_run, write_runs
 
 
@@ -31,13 +33,17 @@ def compile_sweep(overrides: Sequence[str]) -> tuple[JobConfig, list[tuple[list[
     points: list[tuple[list[str], CompiledRun]] = []
     seen: set[str] = set()
     request = None
-    for index, point in enumerate(expand_sweep(overrides)):
+    every = expand_sweep(overrides)
+    for index, point in enumerate(every):
         try:
             job, run = compile_point(point)
             request = request or job
         except UserError as exc:
             where = f"sweep point {index} ({' '.join(point)})"
             raise UserError(*(f"{where}: {p}" for p in exc.problems)) from None
+        if len(every) > job.cluster.max_sweep_points:
+            raise UserError(f"sweep: {len(every):,} points, more than the {job.cluster.max_sweep_points:,} "
+                            "this site allows (cluster.max_sweep_points)")
         if run.plan.run_id not in seen:
             seen.add(run.plan.run_id)
             points.append((point, run))
@@ -58,15 +64,26 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
         return submit_run(run, job)
     request, points = compile_sweep(overrides)
     write_runs([run for _, run in points])
+    sweep_id = write_sweep([run for _, run in points], [point for point, _ in points])
+    print(f"sweep {sweep_id}: {len(points)} point(s), one run folder each; ftc compare {sweep_id} shows them side by side")
     if request.dry_run:
-        print(f"sweep: {len(points)} point(s), one run folder each")
         for index, (point, run) in enumerate(points):
             print(sweep_line(index, run.plan, point))
         show_sweep_script([run for _, run in points])
         return 0
     from ftc.compiler.submit.submitter import submit_sweep
 
-    return submit_sweep([run for _, run in points], request)
+    code = submit_sweep([run for _, run in points], request)
+    if points[0][1].plan.job.cluster.executor == "local" and code != 130:
+        print(f"sweep {sweep_id}:")
+        print(compare_table(Path(points[0][1].plan.run_dir).parents[2], [sweep_id]))
+    return code
+
+
+def compare_table(root, selectors: list[str]) -> str:
+    from ftc.compiler.runs.compare import compare, table
+
+    return table(compare(root, selectors))
 
 
 def show_sweep_script(runs: list[CompiledRun]) -> None:

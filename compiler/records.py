@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,10 +30,12 @@ JOB_END_FILE = "logs/job-end.json"  # written by the job script's last lines (te
 PLAN_FILE = "plan.json"
 RECORD_LIMIT = 1 << 20  # bytes; ftc's own records are a few KiB
 PLAN_LIMIT = 16 << 20
+METRICS_LIMIT = 256 << 20  # metrics.jsonl read whole (the runtime trims it on resume); readers tail it
 
 SLURM_JOB_ID = r"^[0-9]{1,12}$"
 SLURM_REF = r"^[0-9]{1,12}(_([0-9]{1,9}|\[[0-9,%-]{1,64}\]))?$"  # 12, 12_3, 12_[0-3%2]
 LOCAL_REF = r"^local:[0-9]{1,10}$"
+RUN_ID = r"^[0-9a-f]{6,64}$"  # a run folder's name: plain ASCII, so no look-alike can pass for it
 
 Text = Annotated[str, Field(max_length=4096)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -73,13 +76,48 @@ class JobRecord(_Record):
 
     @model_validator(mode="after")
     def _job_fits_executor(self):
-        import re
-
         if self.executor == "slurm" and self.job is not None and not re.match(SLURM_REF, self.job):
             raise ValueError(f"job: {self.job!r} is not a Slurm job id")
         if self.executor == "local" and self.pid is None:
             raise ValueError("pid: a local record needs the pid it started")
         return self
+
+
+class _PlanPart(_Record):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class PlanMethod(_PlanPart):
+    name: Text | None = None
+    finetuning_type: Text | None = None
+    epochs: Annotated[int, Field(ge=0)] | None = None
+    batch_size: Annotated[int, Field(ge=0)] | None = None
+    learning_rate: Number | None = None
+    max_steps: int | None = None
+    lora: dict[Annotated[str, Field(max_length=200)], Any] | None = None
+
+
+class PlanData(_PlanPart):
+    name: Text | None = None
+
+
+class PlanJob(_PlanPart):
+    namespace: Text | None = None
+    name: Text | None = None
+    method: PlanMethod | None = None
+    data: PlanData | None = None
+
+
+class PlanRecord(_PlanPart):
+    """plan.json's fields that the run listings read (the Plan model checks the rest where it is shown)."""
+
+    run_id: Annotated[str, Field(pattern=RUN_ID)] | None = None
+    run_dir: Text | None = None
+    output_name: Text | None = None
+    model_urn: Text | None = None
+    job: PlanJob | None = None
+    warnings: Annotated[list[Text], Field(max_length=1000)] = []
+    decisions: Annotated[list[Text], Field(max_length=1000)] = []
 
 
 class RunStatusRecord(_Record):
@@ -151,10 +189,10 @@ class LastKnownRecord(_Record):
     seen_at: Text | None = None
 
 
-def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None) -> str | None:
-    """A regular file's text, or None when absent; RecordError when it is a link, a FIFO, a device,
-    outside `inside`, larger than `limit` or not UTF-8. Opens without following a final symlink
-    and without blocking, so a FIFO or /dev/zero put in its place cannot hang or flood the reader."""
+def open_regular(path: Path, inside: Path | None = None) -> int | None:
+    """A descriptor on a regular file (None when absent); RecordError when it is a link, a FIFO, a
+    device or outside `inside`. Opens without following a final symlink and without blocking, so a
+    FIFO or /dev/zero put in its place cannot hang or flood the reader."""
     path = Path(path)
     try:
         if inside is not None and not os.path.islink(path) and not is_inside(path, inside):
@@ -166,14 +204,23 @@ def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None)
         if os.path.islink(path):
             raise RecordError(f"{path}: a symbolic link, not a file ftc wrote") from None
         raise RecordError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RecordError(f"{path}: not a regular file")
+    return fd
+
+
+def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None) -> str | None:
+    """A regular file's text (see open_regular), or None when absent; RecordError when it is larger
+    than `limit` or not UTF-8."""
+    fd = open_regular(path, inside)
+    if fd is None:
+        return None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RecordError(f"{path}: not a regular file")
-        if info.st_size > limit:
-            raise RecordError(f"{path}: {info.st_size} bytes, more than the {limit} a record may have")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise RecordError(f"{path}: {size} bytes, more than the {limit} a record may have")
+        data = os.pread(fd, limit + 1, 0)
     finally:
         os.close(fd)
     if len(data) > limit:
@@ -182,6 +229,22 @@ def read_text(path: Path, limit: int = RECORD_LIMIT, inside: Path | None = None)
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecordError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_tail(path: Path, limit: int, inside: Path | None = None) -> tuple[str, bool] | None:
+    """(the last `limit` bytes of a regular file as text starting at a whole line, cut): for logs and
+    metrics.jsonl, which grow without bound. None when absent; RecordError as open_regular."""
+    fd = open_regular(path, inside)
+    if fd is None:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, limit, max(0, size - limit))
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="replace")
+    cut = size > limit
+    return (text.split("\n", 1)[-1] if cut else text), cut
 
 
 def is_inside(path: Path, folder: Path) -> bool:
@@ -223,6 +286,10 @@ def parse(path: Path, model: type[_Record], lenient: bool = False,
         return None, [str(exc)]
     if data is None:
         return None, []
+    return validate(path, data, model, lenient)
+
+
+def validate(path: Path, data: dict, model: type[_Record], lenient: bool = False) -> tuple[_Record | None, list[str]]:
     problems: list[str] = []
     for _ in range(len(model.model_fields) + 1):
         try:
@@ -245,11 +312,32 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_plan(run_dir: Path) -> tuple[dict, list[str]]:
-    """plan.json as a dict (validated by the Plan model where it is shown in full)."""
+    """plan.json as a dict whose fields the listings read have their types (PlanRecord; a field that
+    does not validate is dropped and named); the whole Plan model validates it where it is shown."""
+    path = Path(run_dir) / PLAN_FILE
     try:
-        return read_json_file(Path(run_dir) / PLAN_FILE, PLAN_LIMIT) or {}, []
+        data = read_json_file(path, PLAN_LIMIT, inside=Path(run_dir)) or {}
     except RecordError as exc:
         return {}, [str(exc)]
+    record, problems = validate(path, data, PlanRecord, lenient=True)
+    return (record.model_dump(exclude_unset=True) if record else {}), problems
+
+
+def folder_problems(run_dir: Path, plan: dict | None = None) -> list[str]:
+    """Why a run folder may not be answered from: its <namespace>/<model>-<name>/<run id> names are
+    not plain ASCII (a look-alike of another run), or differ from what its plan.json says."""
+    run_dir = Path(run_dir)
+    parts = run_dir.parts[-3:]
+    if not all(part.isascii() and part.isprintable() for part in parts) or not re.match(RUN_ID, run_dir.name):
+        return [f"{run_dir}: folder name is not the plain ASCII a run folder has (a look-alike of another run?)"]
+    if plan is None:
+        return []
+    if plan.get("run_id") != run_dir.name:
+        return [f"{run_dir / PLAN_FILE}: run_id {plan.get('run_id')!r} is not the folder's name"]
+    planned = plan.get("run_dir")
+    if isinstance(planned, str) and Path(planned).parts[-3:] != parts:
+        return [f"{run_dir / PLAN_FILE}: run_dir {planned!r} does not end in the folder's own path"]
+    return []
 
 
 def load_job(run_dir: Path) -> tuple[dict | None, list[str]]:

@@ -59,6 +59,11 @@ def trains_line(plan: Plan) -> str:
     return f"LoRA on {', '.join(plan.lora_targets)} ({asked}): {count}"
 
 
+def _read_as(data) -> str:
+    """The rows' format, and the kind they train as when it is another name (sharegpt rows train as chat)."""
+    return data.format if data.row_format in ("", data.format) else f"{data.row_format} as {data.format}"
+
+
 def summary(plan: Plan) -> str:
     job, method, data = plan.job, plan.job.method, plan.dataset
     length = f"max_steps {method.max_steps}" if method.max_steps else f"epochs {method.epochs}"
@@ -73,13 +78,17 @@ def summary(plan: Plan) -> str:
         f"arch       {architecture_line(job.model.architecture)}",
         f"method     {method.name} ({method.training_type}/{method.finetuning_type}): {hyper}",
         f"trains     {trains_line(plan)}",
-        f"data       {job.data.name} ({data.format}): {rows} rows"
+        f"data       {job.data.name} ({_read_as(data)}): {rows} rows"
         + (f", {long_rows} above {plan.max_seq_length} tokens (truncated)" if long_rows else "")
         + (f"; memory sized for sequences of {plan.memory.sequence_length} tokens" if plan.memory else ""),
         f"layout     {layout_line(plan)}",
         f"memory     {memory_line(plan)}",
     ]
-    if plan.estimate is not None:
+    if data.validation_from != "folder":
+        lines.insert(4, f"           validation rows split off: {data.validation_from}")
+    if plan.estimate is not None and plan.gpu == "cpu":
+        lines.append(f"time       not estimated for CPU workers (ftc's time model is for GPUs); --time={plan.time_limit}")
+    elif plan.estimate is not None:
         e = plan.estimate
         requeue = f"; outlasts the partition limit: checkpoints and requeues {e.requeues}x" if e.requeues else ""
         lines.append(f"time       ~{_duration(e.hours)} estimated ({e.tokens_per_epoch:,} tokens/epoch); --time={plan.time_limit}{requeue}")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ftc.compiler.runfolder import write_json
+from ftc.compiler import records
+from ftc.compiler.errors import UserError
+from ftc.compiler.runfolder import open_append, write_json
 from ftc.runtime import checkpoints, distributed
 from ftc.runtime.guard import FiniteGuard
 
@@ -28,6 +30,15 @@ EXTRA_METRICS = {
     "eval_rewards/accuracies": "val_reward_accuracy",
     "eval_reward": "val_reward",
 }
+
+def _step(line: str) -> int | None:
+    """The step of a metrics.jsonl line; None for a line that is not one of ours (a torn write)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
 
 def finite(value):
     """A number as JSON can hold it: NaN and infinities become null (the run's error says what they were)."""
@@ -107,7 +118,11 @@ class MetricsCallback(TrainerCallback):
         """A resumed run logs the steps after its checkpoint again; drop the earlier attempt's lines."""
         if not self.main or not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        try:
+            text = records.read_text(self.path, records.METRICS_LIMIT, inside=self.path.parent) or ""
+        except records.RecordError as exc:
+            raise UserError(f"{exc}; move it away to resume") from None
+        kept = [line for line in text.splitlines() if _step(line) is not None and _step(line) <= step]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         tmp.replace(self.path)
@@ -115,7 +130,7 @@ class MetricsCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.last_time = time.time()
         if self.main:
-            self.handle = open(self.path, "a")  # noqa: SIM115 - open for the whole run, closed at train end
+            self.handle = os.fdopen(open_append(self.path), "a")  # open for the whole run, closed at train end
         self.status.progress(state.global_step, state.max_steps, state.epoch)
         self.status.write()
 
@@ -256,8 +271,8 @@ class StopRequests(TrainerCallback):
     def cancelled(self) -> bool:
         """A stop file that says `cancel` ends the run for good instead of asking for a requeue."""
         try:
-            return Path(self.file).read_text().strip() == "cancel"
-        except OSError:
+            return (records.read_text(Path(self.file), 64) or "").strip() == "cancel"
+        except records.RecordError:
             return False
 
 

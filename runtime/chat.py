@@ -2,55 +2,69 @@
 
 TRL masks assistant turns only when a template carries `{% generation %}` markers, which the
 published Llama-3.1, Qwen2.5 and SmolLM2 templates do not. Here the mask comes from the template
-itself: for each assistant turn, the conversation up to it is rendered with the generation prompt
-(where the model starts writing) and again with the turn (where it stops). The characters between
-the two, trailing whitespace aside, are the assistant's: its content and end-of-turn token. Tokens
-that start inside such a span are trained. A template whose shorter rendering is not a prefix of
-the longer one (it rewrites earlier turns) is refused rather than trained wrong.
+itself (compiler/data/template.py, the same rule the login node checks templates with): each
+assistant turn's answer starts where the generation prompt ends (or, when the template injects text
+there, such as a default system prompt before an assistant-first turn, where the content starts) and
+ends with its content. The loss covers exactly those tokens plus the end-of-turn token that closes
+the turn: the first special token after the content, with only whitespace between, wherever the
+template emits it (at the end of the turn, or at the start of the next one).
+
+A token that straddles an answer's start or end (`]<` of `[/INST]<think>`) is re-tokenized at the
+boundary: the text is tokenized as the pieces on either side, so the answer starts on a token of its
+own, as it does at inference when the model writes after the prompt. Nothing is dropped.
 """
 
 from __future__ import annotations
 
+from ftc.compiler.data.template import ASSISTANT, TemplateError, answer_spans, render  # noqa: F401 - shared
 from ftc.compiler.planning.plan import Plan
 
-USER, ASSISTANT = "user", "assistant"
-
-
-class TemplateError(ValueError):
-    """The chat template cannot give an assistant mask for this conversation."""
-
-
-def render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+USER = "user"
 
 
 def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the (start, end) characters of each assistant turn in it."""
-    text = render(tokenizer, messages)
-    spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != ASSISTANT:
-            continue
-        before = render(tokenizer, messages[:i], generation_prompt=True) if i else ""
-        through = render(tokenizer, messages[: i + 1])
-        if not (text.startswith(through) and through.startswith(before)):
-            raise TemplateError(
-                f"the chat template renders turn {i + 1} differently once later turns follow; "
-                "it cannot be trained turn by turn"
-            )
-        end = len(through.rstrip())
-        if end <= len(before):
-            raise TemplateError(f"the chat template renders assistant turn {i + 1} as nothing")
-        spans.append((len(before), end))
-    return text, spans
+    """The rendered conversation and the (start, end) characters each assistant turn trains, before its end-of-turn token."""
+    return answer_spans(tokenizer, messages)
+
+
+def special_ids(tokenizer) -> set[int]:
+    ids = set(tokenizer.all_special_ids)
+    ids.update(i for i, token in tokenizer.added_tokens_decoder.items() if getattr(token, "special", False))
+    return ids
+
+
+def encode_at(tokenizer, text: str, cuts: list[int]) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and character offsets of `text`, re-tokenized at each cut a token straddles."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+    straddled = sorted({c for s, e in offsets for c in cuts if s < c < e})
+    if not straddled:
+        return ids, offsets
+    ids, offsets = [], []
+    bounds = [0, *straddled, len(text)]
+    for a, b in zip(bounds, bounds[1:]):
+        part = tokenizer(text[a:b], add_special_tokens=False, return_offsets_mapping=True)
+        ids += part["input_ids"]
+        offsets += [(s + a, e + a) for s, e in part["offset_mapping"]]
+    return ids, offsets
 
 
 def tokenize_chat(tokenizer, messages: list[dict]) -> dict:
     """input_ids of the rendered conversation and assistant_masks (1 on tokens the loss covers)."""
     text, spans = assistant_spans(tokenizer, messages)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [int(any(a <= start < b for a, b in spans)) for start, _ in encoded["offset_mapping"]]
-    return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}
+    ids, offsets = encode_at(tokenizer, text, [c for span in spans for c in span])
+    special = special_ids(tokenizer)
+    mask = [0] * len(ids)
+    for a, b in spans:
+        inside = [k for k, (s, e) in enumerate(offsets) if a <= s < b and e > s]
+        for k in inside:
+            mask[k] = 1
+        k = inside[-1] + 1 if inside else len(ids)
+        while k < len(ids) and ids[k] not in special and not text[offsets[k][0]:offsets[k][1]].strip():
+            k += 1
+        if k < len(ids) and ids[k] in special:
+            mask[k] = 1
+    return {"input_ids": ids, "assistant_masks": mask}
 
 
 def last_turn_start(tokenizer, messages: list[dict]) -> dict:
@@ -92,6 +106,8 @@ def prepare(dataset, tokenizer, method: str, chat: bool):
     applies the template.
     """
     columns = dataset.column_names
+    if "text" in columns:  # continued pre-training: TRL trains on the whole text
+        return dataset
     if method in ("lora", "sft") and "messages" in columns:
         return dataset.map(lambda row: tokenize_chat(tokenizer, row["messages"]), remove_columns=columns)
     if method in ("lora", "sft") and chat:

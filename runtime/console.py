@@ -17,6 +17,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from ftc.compiler.runfolder import open_append
+
 PROGRESS_ENV = "FTC_PROGRESS"
 CLEAR = "\r\x1b[K"
 PACKAGE = os.path.dirname(os.path.realpath(os.path.join(os.path.dirname(__file__), "__init__.py")))
@@ -55,7 +57,7 @@ class Console:
         sys.stdout.flush()
         sys.stderr.flush()
         self.out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace")
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_append(self.log_path)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)

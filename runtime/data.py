@@ -1,33 +1,37 @@
 """Loads a checked dataset into the columns TRL's trainers read, mixing in replay rows against forgetting.
 
-Columns per format: prompt_completion -> prompt, completion (SFTTrainer puts the loss on the completion
-only); chat -> messages; preference -> prompt, chosen, rejected; prompt_answer -> prompt, answer (the
-answer reaches the reward function as a keyword). Fields beyond these are dropped.
+The rows come from the compile-time check's own reader (compiler/data/reader.py), as canonical rows:
+chat -> messages; prompt_completion -> prompt, completion (SFTTrainer puts the loss on the completion
+only); text -> text (loss on every token); preference -> prompt, chosen, rejected; prompt_answer ->
+prompt, answer (the answer reaches the reward function as a keyword).
 """
 
 from __future__ import annotations
 
 import random
 
-from ftc.compiler.checks.datasets import (
-    FIELDS,
-    METHOD_FORMATS,
-    iter_rows,
-    replay_files,
-    split_files,
-)
 from ftc.compiler.config.schema import DataConfig
+from ftc.compiler.data.formats import METHOD_KINDS
+from ftc.compiler.data.reader import read_dataset
 from ftc.compiler.planning.plan import DatasetSummary
 
 
-def columns(row: dict, fmt: str) -> dict:
-    if fmt == "chat":
-        return {"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]]}
-    return {field: row[field] for field in FIELDS[fmt]}
+def uniform(rows: list[dict]) -> list[dict]:
+    """Rows whose prompt/answers are strings in some rows and message lists in others, all as message lists."""
+    keys = ("prompt", "chosen", "rejected")
+    if not any(isinstance(row.get(k), list) for row in rows for k in keys):
+        return rows
+    roles = {"prompt": "user", "chosen": "assistant", "rejected": "assistant"}
+    return [{k: [{"role": roles[k], "content": v}] if k in roles and isinstance(v, str) else v for k, v in row.items()}
+            for row in rows]
 
 
-def read_split(path: str, split: str, fmt: str) -> list[dict]:
-    return [columns(row, fmt) for row in iter_rows(split_files(path, split))]
+def read_splits(data: DataConfig, method_name: str) -> dict[str, list[dict]]:
+    """Canonical rows per split (training, validation, replay), exactly as the compile-time check read them."""
+    reading = read_dataset(data, method_name, keep_rows=True)
+    if reading.problems:
+        raise ValueError("; ".join(reading.problems.lines()))
+    return {split: uniform(rows) for split, rows in reading.rows.items()}
 
 
 def replay_count(n_train: int, fraction: float) -> int:
@@ -56,22 +60,18 @@ def load_splits(data: DataConfig, summary: DatasetSummary, method_name: str, see
     """(training, validation) as `datasets.Dataset`; training is shuffled with `seed`, validation keeps file order."""
     from datasets import Dataset
 
-    fmt = summary.format
-    if fmt not in METHOD_FORMATS[method_name]:
-        raise ValueError(f"method {method_name} cannot train on {fmt} rows")
-    train = read_split(data.path, "training", fmt)
-    validation = read_split(data.path, "validation", fmt)
-    if data.replay.path:
-        replay = [columns(row, fmt) for row in iter_rows(replay_files(data.replay.path))]
-    else:
-        replay = []
-    train = mix_replay(train, replay, data.replay.fraction, seed)
-    return Dataset.from_list(train), Dataset.from_list(validation)
+    if summary.format not in METHOD_KINDS[method_name]:
+        raise ValueError(f"method {method_name} cannot train on {summary.format} rows")
+    splits = read_splits(data, method_name)
+    train = mix_replay(splits["training"], splits.get("replay", []), data.replay.fraction, seed)
+    return Dataset.from_list(train), Dataset.from_list(splits["validation"])
 
 
 def token_lengths(tokenizer, rows: list[dict]) -> list[int]:
     """Tokens the trainer sees per row: the chat template's, or prompt + longest answer + end-of-sequence."""
     chats = [row["messages"] for row in rows if "messages" in row]
+    if rows and "text" in rows[0]:
+        return [len(ids) + 1 for ids in tokenizer([row["text"] for row in rows])["input_ids"]]
     if chats:
         return [len(ids) for ids in tokenizer.apply_chat_template(chats, tokenize=True, return_dict=True)["input_ids"]]
     prompts = tokenizer([row["prompt"] for row in rows])["input_ids"]

@@ -36,6 +36,37 @@ def backend() -> str:
     return "nccl" if has_gpu() else "gloo"
 
 
+def die_with_parent() -> None:
+    """A worker started by torchrun runs in a session of its own: without this, killing torchrun
+    (or the ftc command above it) leaves it training. PR_SET_PDEATHSIG kills it with its parent; a
+    parent already gone before the call is caught by the parent pid changing."""
+    import ctypes
+    import signal
+
+    if "LOCAL_RANK" not in os.environ:  # a plain `python -m ftc.runtime`: the shell is its parent
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+
+def world_problem(topology) -> str | None:
+    """The world torchrun gave against the one the plan was made for: a plan for 2 workers run as one
+    process would train with half the global batch while its records say otherwise."""
+    world = world_size()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if world == topology.world_size and local == topology.gpus_per_node:
+        return None
+    planned = topology.micro_batch_size * topology.gradient_accumulation_steps
+    return (f"the plan is for {topology.world_size} processes ({topology.nodes} node(s) x {topology.gpus_per_node}), "
+            f"this launch has {world} ({local} on this node): the global batch would be {planned * world}, "
+            f"not the planned {planned * topology.world_size}; launch it with the plan's job script")
+
+
 def prepare_environment() -> None:
     """Settings that must exist before DeepSpeed or accelerate are imported."""
     if not has_gpu():

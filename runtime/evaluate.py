@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-FORMATS = ("prompt_completion", "chat", "preference", "prompt_answer")
+FORMATS = ("prompt_completion", "chat", "text", "preference", "prompt_answer")
 SAMPLES = 3
 PUNCTUATION = frozenset(string.punctuation)
 
@@ -110,6 +110,8 @@ def _split(row: dict, data_format: str):
         return row["prompt"], str(row["answer"]), str(row["answer"])
     if data_format == "prompt_completion":
         return row["prompt"], row["completion"], _text(row["completion"])
+    if data_format == "text":  # continued pre-training: the loss over the whole text
+        return "", row["text"], None
     raise ValueError(f"unknown data format {data_format!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -139,7 +141,7 @@ def encode(
     prompt, completion, reference = _split(row, data_format)
     if answer is not None:
         completion = row[answer]
-    if chat and isinstance(prompt, str):
+    if chat and isinstance(prompt, str) and data_format != "text":
         prompt, completion = [{"role": "user", "content": prompt}], _text(completion).strip()
     if isinstance(prompt, list):
         if isinstance(completion, str):

@@ -9,8 +9,10 @@ serves the result with vLLM: one LoRA among many on the base, or the model itsel
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,29 @@ from ftc.runtime import trained as trained_runs
 from ftc.runtime.modelcard import serve_command, write_card
 
 EXPORT_DIR = "export"
+EXPORT_LOG = "logs/export.log"
+NAMES = {"adapter": "LoRA adapter", "merged": "merged model", "model": "full model"}
+
+
+@contextlib.contextmanager
+def library_output_to(log: Path):
+    """Everything libraries print while exporting (DeepSpeed's accelerator line, notices) goes to `log`, not the terminal."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o664)  # never through a planted link
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for saved_fd, target in zip(saved, (1, 2)):
+            os.dup2(saved_fd, target)
+            os.close(saved_fd)
+        os.close(fd)
 
 
 def parser() -> trained_runs.Parser:
@@ -93,8 +118,9 @@ def export(found: trained_runs.Trained, merge: bool, to: str | None) -> tuple[st
 def export_command(args: list[str]) -> int:
     options = parser().parse_args(args)
     found = trained_runs.find(options.run, options.root)
-    kind, target = export(found, options.merge, options.to)
-    print(f"exported the {kind} of {found.plan.output_name} to {target}")
+    with library_output_to(found.run_dir / EXPORT_LOG):
+        kind, target = export(found, options.merge, options.to)
+    print(f"exported the {NAMES[kind]} of {found.plan.output_name} to {target}")
     print(f"base model {trained_runs.base_path(found.plan) if kind == 'adapter' else target}")
     print("serve it with:")
     print(f"  {serve_command(found.plan, kind, target)}")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ftc.compiler import records
+from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.runtime import distributed
 
@@ -48,7 +50,10 @@ def ds_config_path(plan: Plan) -> str | dict | None:
     if not plan.deepspeed:
         return None
     path = Path(plan.run_dir) / "ds_config.json"
-    config = json.loads(path.read_text()) if path.is_file() else copy.deepcopy(plan.deepspeed)
+    try:
+        config = records.read_json_file(path, inside=path.parent) or copy.deepcopy(plan.deepspeed)
+    except records.RecordError as exc:
+        raise UserError(f"{exc}; recompile the run") from None
     if bool(config.get("bf16", {}).get("enabled")) != use_bf16(plan):
         if distributed.is_main():
             warnings.warn("no GPU here: training in fp32, not the plan's bf16", stacklevel=2)

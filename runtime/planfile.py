@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ftc.compiler import records
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 
@@ -50,8 +51,12 @@ def load_plan(run_dir: str) -> Plan:
     """The plan the compiler wrote for this folder; the runtime reads nothing else."""
     path = Path(run_dir) / "plan.json"
     try:
-        text = path.read_bytes()
+        text = records.read_text(path, records.PLAN_LIMIT)  # a regular file, bounded; never a link
+        if text is None:
+            raise FileNotFoundError
         plan = Plan.model_validate_json(text)
+    except records.RecordError as exc:
+        raise UserError(f"{exc}; recompile the run") from None
     except FileNotFoundError:
         raise UserError(f"{path}: no plan here; compile one with python -m ftc ... dry_run=true") from None
     except (IsADirectoryError, PermissionError) as exc:

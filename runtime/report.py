@@ -10,6 +10,8 @@ import json
 import math
 from pathlib import Path
 
+from ftc.compiler import records
+
 TRAIN_KEYS = ("train_loss", "loss")
 VAL_KEYS = ("val_loss", "eval_loss")
 
@@ -26,9 +28,11 @@ def read_losses(metrics_jsonl_path: str | Path) -> tuple[list[tuple[int, float]]
     """(step, train loss) and (step, val loss) points; unreadable lines are skipped."""
     train, val = [], []
     path = Path(metrics_jsonl_path)
-    if not path.is_file():
+    try:
+        text = (records.read_tail(path, records.METRICS_LIMIT, inside=path.parent) or ("", False))[0]
+    except records.RecordError:
         return train, val
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

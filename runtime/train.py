@@ -8,7 +8,6 @@ resumes from the last complete checkpoint, and on a stop request checkpoints and
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -16,9 +15,11 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftc.compiler import records
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.runfolder import write_json
+from ftc.compiler.runs.lock import Busy, hold_runtime_lock
 from ftc.runtime import checkpoints, distributed, trackers
 from ftc.runtime.callbacks import (
     CheckpointMarker,
@@ -95,11 +96,12 @@ class Evaluation:
     """
 
     def __init__(self, plan: Plan):
+        from ftc.runtime.data import read_splits
         from ftc.runtime.evaluate import load_eval_rows
 
         self.plan = plan
         cfg = plan.job.eval
-        self.rows = load_eval_rows(plan.job.data.path, cfg.max_rows)
+        self.rows = read_splits(plan.job.data, plan.job.method.name)["validation"][: cfg.max_rows]
         self.general = load_eval_rows(cfg.general.path, cfg.max_rows) if cfg.general.path else None
         self.path = Path(plan.run_dir) / EVAL_BEFORE
         method = plan.job.method
@@ -138,7 +140,10 @@ class Evaluation:
     def report(self, after: dict | None) -> dict:
         from ftc.runtime.evaluate import compare
 
-        before = json.loads(self.path.read_text()) if self.path.exists() else {}
+        try:
+            before = records.read_json_file(self.path, inside=self.path.parent) or {}
+        except records.RecordError:
+            before = {}
         after = after or {}
         return compare(
             before.get("task"),
@@ -320,12 +325,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.time()
     run_dir = os.path.abspath(argv[0])
+    distributed.die_with_parent()
     distributed.prepare_environment()
     checkpoints.install_signal_handlers()
     try:
         plan = load_plan(run_dir)
+        mismatch = distributed.world_problem(plan.topology)
+        if mismatch:
+            raise UserError(mismatch)
+        if distributed.is_main():
+            _lease = hold_runtime_lock(Path(run_dir))  # noqa: F841 - held (open) until this process ends
     except UserError as exc:
         print(f"ftc.runtime: error: {exc}", file=sys.stderr)
+        return 2
+    except Busy as holder:
+        print(f"ftc.runtime: error: {run_dir}: another runtime (pid {holder}) is training this run folder; "
+              "this one does not start", file=sys.stderr)
         return 2
     status = RunStatus(run_dir)
     if distributed.is_main() and not os.environ.get("FTC_RUN_DIR"):  # ftc's launchers clear them before

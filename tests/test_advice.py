@@ -18,9 +18,9 @@ def conf(group, name):
     return data
 
 
-def job(method="lora", replay=None, **method_fields):
+def job(method="lora", replay=None, model="llama8b", **method_fields):
     return JobConfig.model_validate({
-        "name": "test", "output_root": "/tmp/runs", "model": conf("model", "llama8b"),
+        "name": "test", "output_root": "/tmp/runs", "model": conf("model", model),
         "method": {**conf("method", method), **method_fields},
         "data": {"name": "demo", "path": "/data/demo", "replay": {"path": replay}},
         "cluster": conf("cluster", "example"),
@@ -37,6 +37,11 @@ def test_lora_learning_rate_above_5e_4_warns(method, extra):
     warnings, errors = advise(job(method, learning_rate=1e-3, **extra), 50_000)
     assert len(warnings) == 1 and warnings[0].startswith("method.learning_rate: 0.001 is above 0.0005 for LoRA")
     assert advise(job(method, learning_rate=5e-4), 50_000) == ([], [])
+
+
+def test_the_tiny_recipes_deliberate_learning_rate_gets_no_warning():
+    """The quickstart does not warn about its own recipe: the tiny model is random-init, learning from scratch."""
+    assert advise(job("lora", model="tiny", learning_rate=5e-3), 50_000) == ([], [])
 
 
 def test_high_learning_rate_is_fine_for_full_sft():

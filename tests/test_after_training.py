@@ -243,6 +243,9 @@ def test_export_merge_writes_a_plain_model(root, adapter_run, tiny):
         assert result.returncode == 0, result.stderr
     target = adapter_run / "export" / "merged"
     assert f"vllm serve {target}" in result.stdout
+    # ftc's four lines and nothing else: library notices (DeepSpeed's accelerator line) go to logs/export.log.
+    assert result.stdout.splitlines()[0] == f"exported the merged model of {json.loads((adapter_run / 'plan.json').read_text())['output_name']} to {target}"
+    assert len(result.stdout.splitlines()) == 4 and result.stderr == ""
     merged = AutoModelForCausalLM.from_pretrained(str(target), dtype=torch.float32).eval()
     adapter, tokenizer = adapter_model(adapter_run, tiny)
     batch = tokenizer([PROMPT], return_tensors="pt")

@@ -279,12 +279,12 @@ def test_token_file_is_generated_owner_only(tmp_path):
     try:
         assert oct(token_file.stat().st_mode & 0o777) == "0o600"
         token = token_file.read_text().strip()
-        assert token in srv.log.read_text()
+        assert token not in srv.log.read_text() and str(token_file) in srv.log.read_text()
         ok = httpx.get(srv.base + JOBS, headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
-        login = httpx.get(srv.base + f"/?token={token}", follow_redirects=False)
+        login = httpx.post(srv.base + "/login", data={"token": token}, follow_redirects=False)
         assert login.status_code == 303 and "HttpOnly" in login.headers["set-cookie"]
-        cookie = {"ftc_token": token}
+        cookie = {"ftc_token": login.cookies["ftc_token"]}
         assert httpx.get(srv.base + "/", cookies=cookie).status_code == 200
         assert httpx.post(srv.base + JOBS, json=lora_body(), cookies=cookie).status_code == 401  # no CSRF
     finally:
@@ -357,8 +357,10 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for a browser online
     driver = _browser()
     try:
-        driver.get(f"{server.base}/?token={TOKEN}")
-        assert "token" not in driver.current_url  # traded for a cookie
+        driver.get(f"{server.base}/")  # sent to the sign-in form; the token is posted, never in an address
+        driver.find_element(By.NAME, "token").send_keys(TOKEN)
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        assert "token" not in driver.current_url and driver.current_url.rstrip("/") == server.base
         row = driver.find_element(By.CSS_SELECTOR, f'tr.run[data-id="{job_id}"]')
         assert "completed" in row.text and f"default/tiny-llama-demo-lora@{job_id}" in row.text
         assert row.find_elements(By.CSS_SELECTOR, "svg.sparkline polyline.train")

@@ -1,7 +1,10 @@
-"""Assistant-only loss, token by token, on the SmolLM2 template and the published Llama-3.1 and Qwen2.5 ones.
+"""Assistant-only loss, token by token, on eight chat templates given as Jinja strings.
 
-The template strings are test data (tests/data/chat_templates, as TRL ships them); every template
-is used with SmolLM2's tokenizer, taught the template's special tokens as the real tokenizer has them.
+The templates are test data (tests/data/chat_templates, as the models publish them; next_turn_eot
+emits end-of-turn at the start of the next turn); each is used with SmolLM2's tokenizer, taught the
+template's special tokens. On multi-turn, system and assistant-first conversations the mask must be
+exactly each assistant turn's content plus the end-of-turn token closing it, and a conversation the
+template cannot express is refused with the reason, by the runtime and the login node's check alike.
 """
 
 from __future__ import annotations
@@ -17,21 +20,41 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from smollm2_fixture import smollm2_path  # noqa: F401 - fixture
 
+from ftc.compiler.data.template import Renderer, check_template
 from ftc.runtime.chat import TemplateError, as_messages, assistant_spans, prepare, tokenize_chat
 
 TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
 SPECIAL = {
+    "smollm2": [],
     "llama3_1": ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>"],
     "qwen2_5": [],  # <|im_start|>, <|im_end|> are SmolLM2's own
+    "mistral_v0_1": [],  # [INST] is text there; </s> is the end of turn (SmolLM2's eos here)
+    "mistral_v3": [],
+    "gemma": ["<start_of_turn>", "<end_of_turn>"],
+    "phi3": ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+    "next_turn_eot": ["<|turn|>", "<|end|>"],
 }
-END_OF_TURN = {"smollm2": "<|im_end|>", "llama3_1": "<|eot_id|>", "qwen2_5": "<|im_end|>"}
-CONVERSATION = [
-    {"role": "system", "content": "Answer in one word."},
+END_OF_TURN = {"smollm2": "<|im_end|>", "llama3_1": "<|eot_id|>", "qwen2_5": "<|im_end|>", "gemma": "<end_of_turn>",
+               "phi3": "<|end|>", "next_turn_eot": "<|end|>"}  # Mistral's: the eos token
+LEAD = {"mistral_v3": " "}  # the space the template writes before each answer (" Paris" is one token)
+SYSTEM = {"role": "system", "content": "Answer in one word."}
+TURNS = [
     {"role": "user", "content": "Capital of France?"},
-    {"role": "assistant", "content": "Paris"},
+    {"role": "assistant", "content": "<think>easy</think> Paris"},  # "]<" straddles in [/INST]<think>
     {"role": "user", "content": "And of Italy?"},
     {"role": "assistant", "content": "Rome, of course."},
 ]
+CONVERSATIONS = {"multi-turn": TURNS, "system": [SYSTEM, *TURNS], "assistant-first": TURNS[1:]}
+CONVERSATION = CONVERSATIONS["system"]
+# What each template cannot express: the reason both the runtime and the login-node check give.
+REFUSED = {
+    ("mistral_v0_1", "system"): "Conversation roles must alternate",  # the system turn is first
+    ("mistral_v0_1", "assistant-first"): "Conversation roles must alternate",
+    ("mistral_v3", "system"): "renders turn 3 differently once later turns follow",  # the system prompt moves
+    ("mistral_v3", "assistant-first"): "conversation roles must alternate",
+    ("gemma", "system"): "System role not supported",
+    ("gemma", "assistant-first"): "Conversation roles must alternate",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +64,15 @@ def smollm2_tokenizer(smollm2_path):  # noqa: F811
     return AutoTokenizer.from_pretrained(smollm2_path, local_files_only=True)
 
 
+def template_text(tokenizer, name: str) -> str:
+    return tokenizer.chat_template if name == "smollm2" else (TEMPLATES / f"{name}.jinja").read_text()
+
+
 def with_template(tokenizer, name: str):
     tok = copy.deepcopy(tokenizer)
-    if name != "smollm2":
+    if SPECIAL[name]:
         tok.add_special_tokens({"additional_special_tokens": SPECIAL[name]})
-        tok.chat_template = (TEMPLATES / f"{name}.jinja").read_text()
+    tok.chat_template = template_text(tokenizer, name)
     return tok
 
 
@@ -61,24 +88,37 @@ def trained_runs(ids: list[int], mask: list[int]) -> list[list[int]]:
     return runs + ([current] if current else [])
 
 
-@pytest.mark.parametrize("name", ["smollm2", "llama3_1", "qwen2_5"])
-def test_each_assistant_turn_and_its_end_token_are_trained_and_nothing_else(smollm2_tokenizer, name):
+@pytest.mark.parametrize("conversation", list(CONVERSATIONS))
+@pytest.mark.parametrize("name", list(SPECIAL))
+def test_exactly_each_answer_and_its_end_of_turn_token_are_trained(smollm2_tokenizer, name, conversation):
     tok = with_template(smollm2_tokenizer, name)
-    out = tokenize_chat(tok, CONVERSATION)
+    messages = CONVERSATIONS[conversation]
+    special = {"bos_token": tok.bos_token, "eos_token": tok.eos_token}
+    login = check_template(template_text(smollm2_tokenizer, name), special, [messages])
+    # The login node renders the template as transformers does.
+    if (name, conversation) not in REFUSED:
+        assert Renderer(template_text(smollm2_tokenizer, name), special).apply_chat_template(messages) == \
+            tok.apply_chat_template(messages, tokenize=False)
+    if (name, conversation) in REFUSED:
+        with pytest.raises(TemplateError, match=REFUSED[name, conversation]):
+            tokenize_chat(tok, messages)
+        assert login is not None and REFUSED[name, conversation] in login
+        return
+    assert login is None
+    out = tokenize_chat(tok, messages)
     ids, mask = out["input_ids"], out["assistant_masks"]
-    assert ids == list(tok.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True)["input_ids"])
     assert len(mask) == len(ids)
-    end = tok.convert_tokens_to_ids(END_OF_TURN[name])
-    expected = [
-        tok(message["content"], add_special_tokens=False)["input_ids"] + [end]
-        for message in CONVERSATION
-        if message["role"] == "assistant"
-    ]
+    assert tok.decode(ids) == tok.apply_chat_template(messages, tokenize=False)  # nothing dropped
+    end = tok.convert_tokens_to_ids(END_OF_TURN.get(name, tok.eos_token))
+    answers = [m for m in messages if m["role"] == "assistant"]
+    expected = [tok(LEAD.get(name, "") + m["content"], add_special_tokens=False)["input_ids"] + [end] for m in answers]
+    if name == "next_turn_eot":  # its last turn has no end-of-turn token at all
+        expected[-1] = expected[-1][:-1]
     assert trained_runs(ids, mask) == expected
-    # Every token outside the runs is a prompt token: the system text, both questions, all headers.
     untrained = tok.decode([t for t, bit in zip(ids, mask) if not bit])
-    for message in CONVERSATION[:2] + CONVERSATION[3:4]:
-        assert message["content"] in untrained
+    for message in messages:
+        if message["role"] != "assistant":
+            assert message["content"] in untrained
     assert "Paris" not in untrained and "Rome" not in untrained
 
 
@@ -97,6 +137,9 @@ def test_matches_trl_on_qwen_training_template_up_to_whitespace(smollm2_tokenize
     marked = copy.deepcopy(smollm2_tokenizer)
     marked.chat_template = (TEMPLATES / "qwen2_5_training.jinja").read_text()
     trl = marked.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    # The login node renders {% generation %} templates too (as their text), as transformers does.
+    assert Renderer(marked.chat_template).apply_chat_template(CONVERSATION) == \
+        marked.apply_chat_template(CONVERSATION, tokenize=False)
     ours = tokenize_chat(with_template(smollm2_tokenizer, "qwen2_5"), CONVERSATION)
     assert list(trl["input_ids"]) == ours["input_ids"]
     for token, theirs, mine in zip(ours["input_ids"], trl["assistant_masks"], ours["assistant_masks"]):

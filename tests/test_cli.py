@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -259,7 +260,9 @@ def test_sweep_dry_run_prints_the_array_script_it_wrote(ftc, output_root):
     assert "#SBATCH --array=0-1%2" in script
     run_dirs = sorted(str(p.parent) for p in output_root.glob("default/llama-3.1-8b-instruct-demo-lora/*/plan.json"))
     assert len(run_dirs) == 2 and all(f"  {d}\n" in script for d in run_dirs)
-    assert head.count("\n[") == 2 and head.startswith("sweep: 2 point(s)")
+    assert head.count("\n[") == 2 and re.match(r"sweep ([0-9a-f]{10}): 2 point\(s\), .*; ftc compare \1 ", head)
+    listed = json.loads(next((output_root / "default" / "sweeps").glob("*.json")).read_text())
+    assert sorted(str(output_root / "default" / p["folder"]) for p in listed["points"]) == run_dirs
 
 
 def test_sweep_dry_run_says_why_points_cannot_share_one_array(ftc, output_root):
@@ -268,7 +271,7 @@ def test_sweep_dry_run_says_why_points_cannot_share_one_array(ftc, output_root):
     assert result.out.count("\n[") == 2 and "--- " not in result.out
     last = result.out.splitlines()[-1]
     assert last.startswith("no job array: sweep: point 1 (run ") and "--gpus-per-node=2" in last
-    assert not (output_root / "default" / "sweeps").exists()
+    assert not list((output_root / "default" / "sweeps").glob("*/sweep.sbatch"))  # only the sweep's record
     submitted = ftc("-m", "model=llama8b", "cluster=example", "resources.gpus_per_node=1,2", "preflight=false")
     assert submitted.code == 2 and last.removeprefix("no job array: ") in submitted.err
 

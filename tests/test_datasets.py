@@ -151,7 +151,8 @@ def test_the_first_row_decides_the_format_and_a_wrong_one_for_the_method_is_one_
     assert problems(path, "lora") == [
         (
             f'{path}/training/a.jsonl:1: rows are preference {{"prompt", "chosen", "rejected"}}; '
-            f'method lora reads prompt_completion {{"prompt", "completion"}} or chat {{"messages"}}'
+            'method lora reads chat {"messages"} or sharegpt {"conversations"} or alpaca {"instruction", "output"} '
+            'or prompt_completion {"prompt", "completion"} or text {"text"}'
         )
     ]
     path = make(tmp_path / "pc", good(PC))
@@ -164,53 +165,51 @@ def test_the_first_row_decides_the_format_and_a_wrong_one_for_the_method_is_one_
     assert problems(path, "grpo")[0].endswith('method grpo reads prompt_answer {"prompt", "answer"}')
 
 
-def test_fields_that_match_no_format(tmp_path):
-    path = make(tmp_path / "ds", good({"input": "i", "output": "o"}))
-    assert problems(path, "grpo")[0] == (
-        f'{path}/training/a.jsonl:1: cannot tell the format from the fields ("input", "output"); '
-        f'method grpo reads prompt_answer {{"prompt", "answer"}}'
-    )
+def test_fields_that_match_no_format_name_the_mapping(tmp_path):
+    path = make(tmp_path / "ds", good({"question": "i", "response": "o"}))
+    assert problems(path, "grpo") == [
+        f'4 rows: cannot tell the format from the fields ("question", "response"); '
+        'method grpo reads prompt_answer {"prompt", "answer"}; map other column names with '
+        f"data.fields.<field>=<column> (first at {path}/training/a.jsonl:1)",
+    ]
+    mapped = summary(path, "grpo", fields={"prompt": "question", "answer": "response"})
+    assert (mapped.format, mapped.rows) == ("prompt_answer", {"training": 3, "validation": 1})
 
 
 def test_an_explicit_format_is_checked_against_the_method_and_the_rows(tmp_path):
     path = make(tmp_path / "ds", good(CHAT))
-    assert problems(path, "dpo", format="chat") == ["data.format: method dpo reads preference, not chat"]
-    assert problems(path, "lora", format="prompt_completion")[0] == (
-        f"{path}/training/a.jsonl:1: mixed formats: this row is chat, the dataset is prompt_completion (from data.format)"
-    )
-
-
-def test_files_in_the_folder_itself_get_the_nemo_error(tmp_path):
-    path = make(tmp_path / "ds", {"a.jsonl": [PC], "b.jsonl": [PC]})
-    assert problems(path) == [
-        f"empty dataset: training files must be in {path}/training/",
-        (
-            f"missing validation split: validation files must be in {path}/validation/ "
-            "(NeMo requires one; move about a tenth of the training rows there)"
-        ),
-        f"{path}: found a.jsonl, b.jsonl in the folder itself; move them into training/ and validation/",
+    assert problems(path, "dpo", format="chat") == [
+        "data.format: method dpo reads preference, not chat"
+    ]
+    # Nothing is mixed here: the rows are all chat, data.format says otherwise. One line, with the fix.
+    assert problems(path, "lora", format="prompt_completion") == [
+        f'4 rows: rows are chat {{"messages"}}, not data.format=prompt_completion; set data.format=chat or auto '
+        f"(first at {path}/training/a.jsonl:1)"
     ]
 
 
-def test_missing_validation_split_says_how_to_fix(tmp_path):
-    path = make(tmp_path / "ds", {"training/a.jsonl": [PC]})
+def test_files_in_the_folder_itself_are_split_by_row_hash(tmp_path):
+    rows = [{"prompt": f"p{i}", "completion": "c"} for i in range(40)]
+    path = make(tmp_path / "ds", {"a.jsonl": rows[:20], "b.jsonl": rows[20:]})
+    got = summary(path)
+    assert got.rows == {"training": 38, "validation": 2} and got.validation_from.startswith("0.05 of the rows")
+    # Adding rows does not move the ones already split off; a row's split is its content's.
+    more = make(tmp_path / "more", {"a.jsonl": rows + [{"prompt": f"q{i}", "completion": "c"} for i in range(40)]})
+    assert summary(more).rows["validation"] >= 2
+    assert summary(path, validation_max_rows=1).rows == {"training": 39, "validation": 1}
+
+
+def test_one_row_cannot_be_split(tmp_path):
+    path = make(tmp_path / "ds", {"training/a.jsonl": [PC] * 3})
     assert problems(path) == [
-        (
-            f"missing validation split: validation files must be in {path}/validation/ "
-            "(NeMo requires one; move about a tenth of the training rows there)"
-        )
+        f"{path}: too few distinct rows to split off validation rows; add rows, or give a validation/ folder"
     ]
 
 
 def test_empty_split_and_files_of_another_kind(tmp_path):
-    path = make(tmp_path / "ds", {"training/": [], "validation/a.json": [PC]})
+    path = make(tmp_path / "ds", {"training/": [], "training/notes.txt": b"x", "validation/a.json": [PC]})
     assert problems(path) == [
-        f"empty dataset: training files must be in {path}/training/",
-        (
-            f"missing validation split: validation files must be in {path}/validation/ "
-            "(NeMo requires one; move about a tenth of the training rows there)"
-        ),
-        f"{path}/validation/: found a.json; only .jsonl and .ndjson files are read",
+        f"data.path: no data files in {path}/training (found notes.txt); ftc reads .jsonl, .ndjson, .json, .csv, .tsv, .parquet, .arrow"
     ]
 
 
@@ -227,16 +226,20 @@ def test_bytes_that_are_not_utf8(tmp_path):
 
 
 def test_no_such_folder(tmp_path):
-    assert problems(str(tmp_path / "nope")) == [f"data.path: no such folder: {tmp_path / 'nope'}"]
+    assert problems(str(tmp_path / "nope")) == [f"data.path: no such file or folder: {tmp_path / 'nope'}"]
 
 
-def test_every_problem_is_collected_and_the_listing_is_capped(tmp_path):
-    path = make(tmp_path / "ds", {"training/a.jsonl": [PC] + ["nope"] * 30, "validation/a.jsonl": [{"prompt": "p"}]})
-    found = problems(path)
-    assert len(found) == 21
-    assert found[0] == f"{path}/training/a.jsonl:2: not valid JSON (Expecting value at column 1)"
-    assert found[19] == f"{path}/training/a.jsonl:21: not valid JSON (Expecting value at column 1)"
-    assert found[20] == "... and 11 more"
+def test_problems_are_grouped_by_cause_one_line_each(tmp_path):
+    bad = [{"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}] * 500
+    path = make(tmp_path / "ds", {"training/a.jsonl": [CHAT] + ["nope"] * 30 + bad, "validation/a.jsonl": [{"x": 1}]})
+    assert problems(path) == [
+        f"30 rows: not valid JSON (Expecting value at column 1) (first at {path}/training/a.jsonl:2)",
+        f'500 rows: messages[1]: role must be system, user or assistant, got "bot" (first at {path}/training/a.jsonl:32)',
+        f'{path}/validation/a.jsonl:1: missing field "messages"',
+    ]
+    many = make(tmp_path / "many", {"training/a.jsonl": [PC] + [{"prompt": "p", f"k{i}": 1} for i in range(30)]
+                                    + [f"[{i}" for i in range(5)], "validation/a.jsonl": [PC]})
+    assert len(problems(many)) == 2  # numbers are not causes
 
 
 def test_problems_in_several_files_are_listed_in_file_order(tmp_path):
@@ -270,7 +273,8 @@ def test_replay_without_files_or_path(tmp_path):
     path = make(tmp_path / "ds", good(PC))
     empty = make(tmp_path / "replay", {"notes.txt": b"x"})
     assert problems(path, replay={"path": empty, "fraction": 0.1}) == [
-        f"data.replay.path: no .jsonl or .ndjson files in {empty} (nor in {empty}/training/)"
+        f"data.replay.path: no data files in {empty} (nor in its training/); "
+        "ftc reads .jsonl, .ndjson, .json, .csv, .tsv, .parquet, .arrow"
     ]
     assert problems(path, replay={"fraction": 0.1}) == ["data.replay.fraction: 0.1 needs data.replay.path"]
 

@@ -81,24 +81,40 @@ def _write(path: Path, spec, ctx: dict) -> None:
     path.write_text(text)
 
 
-def _run_folder(root: Path, ctx: dict, run_id: str, case: dict) -> Path:
-    run_dir = root / "default" / "hostile" / run_id
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[last] = value
+
+
+def _run_folder(root: Path, ctx: dict, run_id: str, case: dict, parent: str = "hostile", copy: bool = False) -> Path:
+    run_dir = root / "default" / parent / run_id
     shutil.copytree(ctx["plan"], run_dir)
     plan = json.loads((run_dir / "plan.json").read_text())
-    plan["run_id"] = run_id
+    plan["run_id"], plan["run_dir"] = run_id, str(run_dir)
+    for dotted, value in (case.get("plan_copy" if copy else "plan") or {}).items():
+        _set(plan, dotted, value)
     (run_dir / "plan.json").write_text(json.dumps(plan))
     (run_dir / "job.json").write_text(json.dumps({"executor": "slurm", "job": "12345", "job_id": "12345"}))
-    for name, spec in (case.get("write") or {}).items():
+    for name, spec in (case.get("write_copy" if copy else "write") or {}).items():
         _write(run_dir / name, spec, ctx)
     return run_dir
+
+
+def plant(root: Path, ctx: dict, case: dict) -> None:
+    """The case's run folder under root, with its twin or look-alike copy."""
+    _run_folder(root, ctx, RUN_ID, case)
+    if case.get("twin"):
+        _run_folder(root, ctx, "7a1e7a1e7a", case)
+    if case.get("lookalike"):
+        _run_folder(root, ctx, RUN_ID, case, parent=case["lookalike"], copy=True)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["case"] for c in CASES])
 def test_record_case_ends_cleanly(case, base, tmp_path):
     root = tmp_path / "runs"
-    _run_folder(root, base, RUN_ID, case)
-    if case.get("twin"):
-        _run_folder(root, base, "7a1e7a1e7a", case)
+    plant(root, base, case)
     calls = base["base"] / "slurm-calls.log"
     calls.unlink(missing_ok=True)
     args = [RUN_ID if a == "RUN" else a for a in case.get("run", [])]
@@ -112,6 +128,7 @@ def test_record_case_ends_cleanly(case, base, tmp_path):
         lines = proc.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("ftc: error: "), proc.stderr
     assert case["says"] in said, said
+    assert not case.get("not_says") or case["not_says"] not in said, said
     assert not any(byte in said for byte in ("\x1b", "\x07", "\x9b", "\r")), repr(said)
     assert SECRET not in said
     scancels = [line for line in (calls.read_text().splitlines() if calls.exists() else []) if line.startswith("scancel")]

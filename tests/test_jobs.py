@@ -155,7 +155,7 @@ def test_same_run_id_is_not_run_twice(slurm_runs, monkeypatch, capsys):
 
 
 def test_resolve_by_id_prefix_and_job(tmp_path):
-    for run_id, job in (("abc123", "7_0"), ("abd456", "7_1"), ("xyz789", None)):
+    for run_id, job in (("abc123", "7_0"), ("abd456", "7_1"), ("fed789", None)):
         folder = tmp_path / "default" / "demo" / run_id
         folder.mkdir(parents=True)
         (folder / "plan.json").write_text(json.dumps({"run_id": run_id, "job": {"name": "demo"}}))
@@ -163,7 +163,7 @@ def test_resolve_by_id_prefix_and_job(tmp_path):
             (folder / "job.json").write_text(json.dumps({"executor": "slurm", "job": job, "job_id": "7",
                                                          "array_index": int(job[-1]), "sweep": str(tmp_path)}))
     assert [p.name for p in jobs.resolve("abc123", tmp_path)] == ["abc123"]
-    assert [p.name for p in jobs.resolve("xy", tmp_path)] == ["xyz789"]
+    assert [p.name for p in jobs.resolve("fe", tmp_path)] == ["fed789"]
     assert [p.name for p in jobs.resolve("7_1", tmp_path)] == ["abd456"]
     assert sorted(p.name for p in jobs.resolve("7", tmp_path)) == ["abc123", "abd456"]
     with pytest.raises(UserError, match="matches 2 runs"):
@@ -173,7 +173,7 @@ def test_resolve_by_id_prefix_and_job(tmp_path):
     with pytest.raises(UserError, match="names 2 runs"):
         jobs.logs_command(["7", "--root", str(tmp_path)])
     with pytest.raises(UserError, match="never submitted"):
-        jobs.logs_command(["xyz", "--root", str(tmp_path)])
+        jobs.logs_command(["fed", "--root", str(tmp_path)])
 
 
 def test_status_table_and_detail(root, monkeypatch, capsys):

@@ -72,7 +72,7 @@ def local(tmp_path_factory):
 
     def ftc(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
         """`python -m ftc ARGS`; a compile (not status/logs/cancel/-m) gets the test dataset."""
-        if args and args[0] not in ("status", "logs", "cancel", "-m"):
+        if args and args[0] not in ("status", "logs", "cancel", "compare", "-m"):
             args = (f"data.path={data}", *args)
         return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True,
                               env={**env, **extra}, timeout=timeout, cwd=base)
@@ -203,6 +203,20 @@ def test_local_sweep_runs_points_in_turn(local):
     proc = local("-m", f"data.path={local.data}", "name=local-sweep", "method.learning_rate=1e-4,2e-4")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("FAKE done") == 2 and "sweep point 2/2" in proc.stdout
+    # It ends with the compare table: one row per point, the value that differs, state, losses, output.
+    sweep_id = proc.stdout.split("sweep ", 1)[1].split(":", 1)[0]
+    table = proc.stdout[proc.stdout.rindex(f"sweep {sweep_id}:"):].splitlines()[1:]
+    assert table[0].split() == ["RUN", "ID", "method.learning_rate", "STATE", "TRAIN", "LOSS", "VAL", "LOSS", "OUTPUT"]
+    rows = sorted((line.split() for line in table[1:]), key=lambda r: float(r[1]))
+    assert [r[1:5] for r in rows] == [["0.0001", "completed", "1.25", "1.5"], ["0.0002", "completed", "1.25", "1.5"]]
+    assert all(r[5].startswith("default/") and r[5].endswith(f"@{r[0]}") for r in rows)
+    listed = json.loads((next(local.base.glob(f"runs/*/sweeps/{sweep_id}.json"))).read_text())
+    assert sorted(p["run_id"] for p in listed["points"]) == sorted(r[0] for r in rows)
+    found = json.loads(local("compare", sweep_id, "--json", "--sort", "method.learning_rate", "--reverse").stdout)
+    assert [r["differs"] for r in found] == [{"method.learning_rate": 2e-4}, {"method.learning_rate": 1e-4}]
+    assert local("compare", "--sort", "nope", sweep_id).stderr.startswith("ftc: error: --sort: no column 'nope'")
+    status = local("status").stdout.splitlines()
+    assert status[0].split()[-1] == "SWEEP" and any(f"{sweep_id}: method.learning_rate=0.0002" in s for s in status)
     refused = local("-m", f"data.path={local.data}", "name=local-sweep", "method.learning_rate=1e-4,2e-4", "detach=true")
     assert refused.returncode == 2 and "a local sweep runs its points one after another" in refused.stderr
 

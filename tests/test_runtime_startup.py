@@ -58,7 +58,7 @@ CASES = {
     "a list": (lambda plan: "[]", "plan.json: (the whole file):"),
     "huge": (lambda plan: "[" + "1," * 2_000_000 + "1]", "plan.json: (the whole file):"),
     "deep": (lambda plan: "[" * 100_000 + "]" * 100_000, "plan.json: (the whole file):"),
-    "binary": (lambda plan: b"\xff\xfe\x00plan", "plan.json: (the whole file):"),
+    "binary": (lambda plan: b"\xff\xfe\x00plan", "plan.json: not UTF-8 text"),
     "wrong type": (lambda plan: with_field(plan, "job.method.learning_rate", "fast"), "job.method.learning_rate:"),
     "non-finite": (lambda plan: with_field(plan, "job.method.learning_rate", float("nan")), "learning_rate: Input"),
     "missing field": (lambda plan: json.dumps({k: v for k, v in plan.items() if k != "topology"}), "topology:"),

@@ -129,7 +129,7 @@ def create_app(service: JobService, token: str, limits: Limits | None = None) ->
         return {**data[0], "data": data}
 
     @app.get("/health")
-    def health():
+    async def health():  # on the event loop: answers while every worker thread is busy reading runs
         return {"status": "ok"}
 
     registry.register(app, service)

@@ -7,6 +7,7 @@ while a run is pending or running. Jinja2 autoescapes everything a run folder ho
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from ftc.compiler import records
 from ftc.compiler.api import metrics, svg
 from ftc.compiler.runs.runstate import ACTIVE, RunView, clock
 
@@ -22,7 +24,8 @@ LOG_TAIL_BYTES = 16 * 1024
 REFRESH_S = 3
 
 
-def _environment() -> Environment:
+@lru_cache(maxsize=1)
+def environment() -> Environment:
     folder = Path(str(resources.files("ftc.templates")))
     return Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(default=True),
                        trim_blocks=True, lstrip_blocks=True)
@@ -37,29 +40,32 @@ def plan_details(view: RunView) -> dict:
 
     try:
         lines = summary(Plan.model_validate(view.plan)).splitlines()
-    except (ValidationError, TypeError, ValueError):
+    except (ValidationError, TypeError, ValueError, AttributeError, KeyError):
         lines = [f"run        {view.plan.get('output_name', view.run_id)}"]
-    try:
-        script = (view.run_dir / "job.sbatch").read_text(errors="replace")
-    except OSError:
-        script = ""
+    script, problems = _script(view)
     return {"plan_summary": lines, "script": script, "warnings": list(view.plan.get("warnings") or []),
-            "decisions": list(view.plan.get("decisions") or []), "run_dir": str(view.run_dir)}
+            "decisions": list(view.plan.get("decisions") or []), "run_dir": str(view.run_dir),
+            "problems": view.problems + problems}
+
+
+def _script(view: RunView) -> tuple[str, list[str]]:
+    """job.sbatch as ftc wrote it: a regular file inside the run folder, bounded (records.read_text)."""
+    try:
+        return records.read_text(view.run_dir / "job.sbatch", records.RECORD_LIMIT, inside=view.run_dir) or "", []
+    except records.RecordError as exc:
+        return "", [str(exc)]
 
 
 def log_tail(view: RunView) -> str:
-    path = (view.record or {}).get("log")
-    if not path:
+    """The end of the job's own log: the path derived from the run folder (never job.json's `log`)."""
+    if view.log is None or view.misnamed:
         return ""
+    if not records.is_inside(view.log.parent, view.run_dir):
+        return f"({view.log.parent}: not inside the run folder; not shown)"
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - LOG_TAIL_BYTES))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return text if size <= LOG_TAIL_BYTES else text.split("\n", 1)[-1]
+        return (records.read_tail(view.log, LOG_TAIL_BYTES, inside=view.run_dir) or ("", False))[0]
+    except records.RecordError as exc:
+        return f"({exc}; not shown)"
 
 
 def _eval_line(details: dict) -> str:
@@ -75,7 +81,7 @@ def _eval_line(details: dict) -> str:
 def register(app: FastAPI, service) -> None:
     from ftc.compiler.api.service import describe
 
-    env = _environment()
+    env = environment()
 
     def row(view: RunView) -> dict:
         job = describe(view)

@@ -56,3 +56,4 @@ class Limits:
     requests_per_s: float = 50.0  # every request
     burst: float = 100.0
     creates_per_min: float = 30.0  # POST /v1/customization/jobs
+    request_s: float = 30.0  # one request, from its headers to the end of its answer

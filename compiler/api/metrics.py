@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftc.compiler import records
+
 METRICS_FILE = "metrics.jsonl"
 CACHE_SIZE = 256
+METRICS_TAIL = 4 << 20  # bytes of metrics.jsonl read (about 20,000 log lines)
+MAX_POINTS = 5000  # points per curve kept (the latest)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ def parse(text: str) -> LossHistory:
             value = _finite(row.get(key))
             if value is not None:
                 points.append(Point(step, epoch, value))
+    del history.train[:-MAX_POINTS], history.val[:-MAX_POINTS]
     return history
 
 
@@ -71,19 +77,27 @@ _lock = threading.Lock()
 
 
 def read(run_dir: Path) -> LossHistory:
+    """The history in the last METRICS_TAIL bytes of metrics.jsonl, read through records (a regular
+    file inside the run folder); a link, FIFO or device in its place is no history."""
     path = Path(run_dir) / METRICS_FILE
     try:
-        stat = path.stat()
-    except OSError:
+        fd = records.open_regular(path, inside=Path(run_dir))
+    except records.RecordError:
         return LossHistory()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if fd is None:
+        return LossHistory()
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    key = (str(path), info.st_ino, info.st_mtime_ns, info.st_size)
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
     try:
-        history = parse(path.read_text(encoding="utf-8", errors="replace"))
-    except OSError:
+        history = parse((records.read_tail(path, METRICS_TAIL, inside=Path(run_dir)) or ("", False))[0])
+    except records.RecordError:
         return LossHistory()
     with _lock:
         _cache[key] = history

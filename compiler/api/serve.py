@@ -13,6 +13,10 @@ import sys
 
 from ftc.compiler.errors import UserError
 
+KEEP_ALIVE_S = 5  # an idle connection is closed after this
+HEADER_BYTES = 16 * 1024  # request line and headers
+CONNECTIONS = 128  # open at once; more are answered 503
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
@@ -62,21 +66,25 @@ def build(options: argparse.Namespace):
 
 def serve_command(args: list[str]) -> int:
     options = parse(args)
-    app, token, token_file, root = build(options)
+    app, _, token_file, root = build(options)
     import uvicorn
 
     base = f"http://{options.host}:{options.port}"
     print(f"ftc serve: NeMo Customizer API at {base}/v1/customization, dashboard at {base}/")
     print(f"runs under {root}; jobs get: {' '.join(options.overrides) or '(ftc defaults)'}")
     if token_file is not None:
-        print(f"token ({token_file}, readable by you only): {token}")
+        print(f"token: in {token_file} (readable by you only); it is never printed or logged")
     else:
         print("token: from $FTC_API_TOKEN")
-    print(f"dashboard login: {base}/?token=<token>   clients: Authorization: Bearer <token>")
+    print(f"dashboard sign-in: {base}/login   clients: Authorization: Bearer <token>")
     if not _loopback(options.host):
         print(f"ftc serve: warning: listening on {options.host}, not loopback; anyone who can reach it and "
               "has the token submits as you", file=sys.stderr)
     sys.stdout.flush()
-    uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level,
-                access_log=options.log_level in ("info", "debug"), server_header=False)
+    from ftc.compiler.api.protocol import DeadlineH11
+
+    uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level, http=DeadlineH11,
+                access_log=options.log_level in ("info", "debug"), server_header=False, timeout_keep_alive=KEEP_ALIVE_S,
+                h11_max_incomplete_event_size=HEADER_BYTES, limit_concurrency=CONNECTIONS,
+                timeout_graceful_shutdown=5)
     return 0

@@ -18,17 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import get_args
 
+from ftc.compiler import records
 from ftc.compiler.api import metrics
 from ftc.compiler.api.datasets import DatasetRoots
 from ftc.compiler.api.models import (CreateJob, Job, JobStatus, JobWarning, Metrics, MetricValue, StatusDetails,
                                      StatusLog)
 from ftc.compiler.api.translate import command_line, config_error, to_overrides
 from ftc.compiler.errors import UserError
-from ftc.compiler.records import read_json, read_record
+from ftc.compiler.records import read_record
 from ftc.compiler.runs import runstate
 from ftc.compiler.runs.runstate import ACTIVE, RunView
 
-RUN_ID = re.compile(r"^[0-9a-f]{6,64}$")
+RUN_ID = re.compile(records.RUN_ID)
 SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 RESCAN_S = 0.5
 MAX_REGISTERED = 1000  # folders POST targets may add, beyond those listed under the site's model paths
@@ -66,7 +67,7 @@ class JobService:
         self.roots = roots
         self.output_root = output_root
         self.lock = threading.Lock()
-        self._index: dict[str, Path] = {}
+        self._index: dict[str, list[Path]] = {}
         self._scanned = 0.0
         self._configs: list[dict] | None = None
         self._targets: list[dict] = []
@@ -77,19 +78,24 @@ class JobService:
     # ------------------------------------------------------------ lookups
 
     def rescan(self) -> None:
-        self._index = {p.name: p for p in runstate.find_runs(self.output_root)}
+        self._index = _index(runstate.find_runs(self.output_root))
         self._scanned = time.monotonic()
 
     def folder(self, job_id: str) -> Path:
+        """The one plain-named run folder of this id; a look-alike is never answered from, and an id
+        that two folders claim is refused as `ftc status` refuses it."""
         if not RUN_ID.match(job_id):
             raise NotFound(f"no job {job_id!r}")
-        folder = self._index.get(job_id)
-        if (folder is None or not (folder / "plan.json").is_file()) and time.monotonic() - self._scanned > RESCAN_S:
+        found = self._index.get(job_id)
+        if (not found or not (found[0] / "plan.json").is_file()) and time.monotonic() - self._scanned > RESCAN_S:
             self.rescan()
-            folder = self._index.get(job_id)
-        if folder is None:
+            found = self._index.get(job_id)
+        if not found:
             raise NotFound(f"no job {job_id!r}")
-        return folder
+        refusal = runstate.ambiguous(job_id, found, self.output_root)
+        if refusal:
+            raise Conflict(refusal, job_id)
+        return found[0]
 
     def view(self, job_id: str) -> RunView:
         """The run's state; a Slurm job's answer is reused for a moment, so many clients polling
@@ -128,7 +134,7 @@ class JobService:
                 write_run(run)
                 if not job.dry_run:
                     list(submission(run, job))  # the CLI's lines: the response and the run folder say it all
-            self._index[run.plan.run_id] = run_dir
+            self._index.setdefault(run.plan.run_id, [run_dir])
             self._answers.pop(run.plan.run_id, None)
         return todo, runstate.resolve_states([runstate.load(run_dir)])[0]
 
@@ -139,7 +145,7 @@ class JobService:
         from ftc.compiler.runs.jobs import cancel_run
 
         if SLURM_ID.match(job_id) and job_id not in self._index:
-            folders = [f for f in runstate.find_runs(self.output_root)
+            folders = [f for f in runstate.answerable(runstate.find_runs(self.output_root))
                        if job_id in ((read_record(f) or {}).get("job"), (read_record(f) or {}).get("job_id"))]
             if not folders:
                 raise NotFound(f"no job {job_id!r}")
@@ -159,7 +165,7 @@ class JobService:
 
     def views(self, page: int, page_size: int, newest_first: bool, filters: dict[str, str]) -> tuple[list[RunView], int]:
         folders = runstate.find_runs(self.output_root)
-        self._index.update({p.name: p for p in folders})
+        self._index = _index(folders)
         if newest_first:
             folders.reverse()
         if not filters:
@@ -261,6 +267,14 @@ class JobService:
         return [m for m in found if m is not None]
 
 
+def _index(folders: list[Path]) -> dict[str, list[Path]]:
+    """Run id -> the plain-named folders that have it (two: ambiguous, refused)."""
+    index: dict[str, list[Path]] = {}
+    for folder in runstate.answerable(folders):
+        index.setdefault(folder.name, []).append(folder)
+    return index
+
+
 def _matches(job: Job, key: str, value: str) -> bool:
     if key == "status":
         return job.status == value
@@ -326,7 +340,7 @@ def status_details(view: RunView, created: str, updated: str) -> StatusDetails:
     status = view.status
     percent = 100.0 if view.state == "completed" else _float(status.get("percent"))
     history = metrics.read(view.run_dir)
-    eval_report = read_json(view.run_dir / "eval.json") or {}
+    eval_report = records.load(view.run_dir, records.EVAL_FILE, records.EvalRecord)[0]
     state = view.state if view.state in STATES else "unknown"
     log = [StatusLog(updated_at=created, message="created")]
     if state != "created":

@@ -19,7 +19,9 @@ def advise(job: JobConfig, training_rows: int | None) -> tuple[list[str], list[s
     """(warnings, errors), each a line naming the field to change. Row-count checks are skipped
     when `training_rows` is unknown."""
     method, warnings, errors = job.method, [], []
-    if method.uses_lora and method.learning_rate > LORA_MAX_LEARNING_RATE:
+    # The advice is for pretrained bases. ftc's tiny model is random-init and learns the demo task from
+    # scratch: its recipe (conf/recipe/tiny-*.yaml) sets 5e-3 deliberately, so it gets no warning.
+    if method.uses_lora and method.learning_rate > LORA_MAX_LEARNING_RATE and job.model.source != "tiny":
         warnings.append(
             f"method.learning_rate: {method.learning_rate:g} is above {LORA_MAX_LEARNING_RATE:g} for LoRA; "
             "adapters tend to diverge at such rates (1e-4 to 2e-4 is the usual range)"

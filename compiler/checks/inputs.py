@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from ftc.compiler.checks import ownership
 from ftc.compiler.config.fields import MAX_PATH
 from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
@@ -53,6 +54,9 @@ def check_output_root(root: str, run_dir: str | None = None) -> None:
         raise UserError(f"output_root: {existing} is on a read-only filesystem")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"output_root: {existing} is not writable by this user")
+    ownership.check_parents(existing, "output_root")  # no one else may swap the run folders for links
+    if existing != path:
+        ownership.check(existing, "output_root: the folder it is made in,")
     if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
         raise UserError(f"output_root: the filesystem holding {existing} is full")
 
@@ -189,18 +193,16 @@ def check_reward_function(field: str, spec_text: str) -> None:
 def check_inputs(job: JobConfig) -> None:
     """Every path the request names, and the reward it names, as the login node can see them."""
     check_output_root(job.output_root)
-    check_readable_folder("data.path", job.data.path)
-    for split in ("training", "validation"):
-        folder = os.path.join(job.data.path, split)
-        unreadable = [e.path for e in _walk("data.path", folder) if e.is_file() and not os.access(e.path, os.R_OK)] \
-            if os.path.isdir(folder) else []
+    path = job.data.path
+    if os.path.isdir(path):  # a folder of data files, training/ and validation/, or a save_to_disk folder
+        check_readable_folder("data.path", path)
+        unreadable = [e.path for e in _walk("data.path", path) if e.is_file() and not os.access(e.path, os.R_OK)]
         if unreadable:
             raise UserError(f"data.path: {unreadable[0]} is not readable by this user")
-        if not os.path.isdir(folder):
-            loose = [e.name for e in os.scandir(job.data.path) if e.name.endswith((".jsonl", ".ndjson"))]
-            hint = f"; move {', '.join(sorted(loose)[:3])} from the folder itself into them" if loose else ""
-            raise UserError(f"data.path: {job.data.path} has no {split}/ folder; a dataset folder holds "
-                            f"training/ and validation/ with .jsonl or .ndjson files (NeMo's layout){hint}")
+    elif not os.path.lexists(path):
+        raise UserError(f"data.path: no such file or folder: {path}")
+    else:  # one data file, split for validation by the reader
+        _regular_file("data.path", path)
     if job.data.replay.path:
         path = job.data.replay.path
         if os.path.isdir(path):

@@ -7,6 +7,7 @@ afterwards with Hydra's own override logic, so a 1000-point sweep composes only 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import ValidationError
 
+from ftc.compiler import limits
 from ftc.compiler.config.owners import SITE, owner, site_line
 from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.config.sites import GROUPS, initialize_hydra, site_folders
@@ -48,6 +50,7 @@ def parse_overrides(args: Sequence[str]):
     refused here, before any composing, when its key is not the user's."""
     from hydra.errors import OverrideParseException
 
+    check_override_bounds(args)
     try:
         overrides = _parser().parse_overrides(list(args))
     except OverrideParseException as exc:
@@ -62,6 +65,35 @@ def parse_overrides(args: Sequence[str]):
     return overrides
 
 
+def check_override_bounds(args: Sequence[str]) -> None:
+    """compiler/limits.py's bounds on a command line, checked by counting before Hydra's parser
+    (which recurses per nesting level and slows with long lists) sees it."""
+    if len(args) > limits.OVERRIDES:
+        raise UserError(f"overrides: {len(args)} of them, more than {limits.OVERRIDES}")
+    for arg in args:
+        key = arg.split("=", 1)[0][:100]
+        if owner(key.lstrip("+~")) == SITE:  # the key alone refuses it, whatever the value
+            raise UserError(site_line(key.lstrip("+~")))
+        if len(arg) > limits.OVERRIDE_CHARS:
+            raise UserError(f"{key}: an override of {len(arg)} characters, more than {limits.OVERRIDE_CHARS}")
+        depth = deepest = 0
+        quote = None
+        for char in arg:
+            if quote:
+                quote = None if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char in "[{(":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif char in "]})":
+                depth -= 1
+        if deepest > limits.OVERRIDE_DEPTH:
+            raise UserError(f"{key}: nested {deepest} deep, more than {limits.OVERRIDE_DEPTH}")
+        if arg.count(",") >= limits.LIST_ITEMS:
+            raise UserError(f"{key}: more than {limits.LIST_ITEMS} items in one override")
+
+
 def _parses(arg: str) -> bool:
     from hydra.errors import OverrideParseException
 
@@ -72,8 +104,36 @@ def _parses(arg: str) -> bool:
         return False
 
 
+def _axis_length(override) -> int:
+    """Values of one swept override, counted without expanding a range."""
+    from hydra.core.override_parser.types import RangeSweep
+
+    value = override.value()
+    if isinstance(value, RangeSweep):
+        if not value.step:
+            return limits.SWEEP_AXIS + 1
+        return max(0, math.ceil((value.stop - value.start) / value.step))
+    return len(getattr(value, "list", None) or [None])
+
+
+def sweep_points(args: Sequence[str]) -> int:
+    """How many points a `-m` sweep has, counted before any is made (compiler/limits.py)."""
+    total = 1
+    for override in parse_overrides(args):
+        if override.is_sweep_override():
+            length = _axis_length(override)
+            if length > limits.SWEEP_AXIS:
+                raise UserError(f"{override.get_key_element()}: a sweep of {length} values, more than "
+                                f"{limits.SWEEP_AXIS}")
+            total *= max(1, length)
+            if total > limits.SWEEP_POINTS_CEILING:
+                raise UserError(f"sweep: more than {limits.SWEEP_POINTS_CEILING:,} points; no site allows that many")
+    return total
+
+
 def expand_sweep(args: Sequence[str]) -> list[list[str]]:
     """The points of a `-m` sweep: the cartesian product of every comma-separated override."""
+    sweep_points(args)
     axes: list[list[str]] = []
     for override in parse_overrides(args):
         if override.is_sweep_override():
@@ -155,6 +215,8 @@ def compose_with_notes(args: Sequence[str]) -> tuple[DictConfig, dict, list[str]
     values = [o for o in overrides if not _is_group_override(o)]
     base, training_options = _split_training_options(groups, tuple(site_folders()))
     cfg = base.copy()
+    if isinstance(cfg.get("data"), DictConfig) and isinstance(cfg.data.get("fields"), DictConfig):
+        OmegaConf.set_struct(cfg.data.fields, False)  # data.fields.<field>=<column>: its keys are the user's
     for override in values:
         try:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)

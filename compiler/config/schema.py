@@ -28,6 +28,8 @@ from ftc.compiler.config.fields import (
 from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
 from ftc.compiler.modelfolder.families import FAMILY_NAMES
+from ftc.compiler.data.formats import FIELD_NAMES, FORMATS
+from ftc.compiler.limits import SWEEP_POINTS, SWEEP_POINTS_CEILING
 
 # ---------------------------------------------------------------- model configs
 
@@ -136,14 +138,38 @@ class Replay(Strict):
 
 class DataConfig(Strict):
     name: str = Field(description="dataset name; part of the output name")
-    path: PathText = Field(description="folder holding training/ and validation/ NDJSON files")
-    format: Literal["auto", "prompt_completion", "chat", "preference", "prompt_answer"] = "auto"
+    path: PathText = Field(
+        description="a data file, a folder of them, a folder with training/ and validation/, or a datasets save_to_disk folder"
+    )
+    format: Literal[("auto", *(f.name for f in FORMATS))] = Field(  # type: ignore[valid-type]
+        "auto", description="auto: detected from the rows' fields; else " + ", ".join(f.name for f in FORMATS)
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="data.fields.<field>=<column>: read a column under the name a format reads"
+    )
+    validation_split: float = Field(
+        0.05, gt=0.0, le=0.5, description="without a validation split in the data: this share of rows, by a hash of each row"
+    )
+    validation_max_rows: int = Field(500, ge=1, le=MAX_COUNT, description="at most this many rows split off for validation")
     max_seq_length: int | Auto = "auto"
     packing: bool = False
     chat_template: Literal["auto", "none"] = Field(
         "auto", description="auto: an instruct model's chat template formats prompt/completion rows (loss on the answer)"
     )
     replay: Replay = Field(default_factory=Replay)
+
+    def __hash__(self) -> int:  # the compile step caches by dataset; `fields` is a dict
+        return hash(self.model_dump_json())
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for canonical, column in value.items():
+            if canonical not in FIELD_NAMES:
+                raise ValueError(f"unknown field {canonical!r}: one of {', '.join(FIELD_NAMES)}")
+            if not column.strip() or any(ord(c) < 32 or ord(c) == 127 for c in column) or len(column) > 256:
+                raise ValueError(f"data.fields.{canonical}: a column name, 1 to 256 printable characters")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -268,6 +294,8 @@ class ClusterConfig(Strict):
         default_factory=dict, description="extra #SBATCH directives admins allow; null: an option without a value")
     template_dir: str | None = Field(None, description="folder of Jinja2 templates that override ftc's blocks")
     array_parallelism: int = Field(8, ge=1, description="K in --array=0-N%K for sweeps")
+    max_sweep_points: int = Field(
+        SWEEP_POINTS, ge=1, le=SWEEP_POINTS_CEILING, description="points one `-m` sweep may have (each is a run folder)")
     requeue_signal_seconds: int = Field(300, ge=30, le=65535, description="Slurm sends USR1 this long before the time limit")
     fs_bandwidth_gbs: float = Field(
         2.0, gt=0, le=10000, allow_inf_nan=False,

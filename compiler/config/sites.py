@@ -10,6 +10,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from ftc.compiler import limits
+from ftc.compiler.checks import ownership
 from ftc.compiler.errors import UserError
 
 SITE_ENV = "FTC_SITE_CONFIG"
@@ -29,6 +31,7 @@ def site_folders() -> list[str]:
             raise UserError(f"{SITE_ENV}: a folder name with a control character: {entry!r}")
         if not os.path.isdir(entry):
             raise UserError(f"{SITE_ENV}: no such folder {entry}")
+        ownership.check_tree(entry, "site folder", each=limits.check_site_file)  # others may not write it
         folders.append(os.path.abspath(entry))
     return folders
 
@@ -65,6 +68,7 @@ def site_template_dirs(template_dir: str | None) -> list[str]:
         if not found:
             where = f" (looked in {', '.join(candidates)})" if candidates != [template_dir] else ""
             raise UserError(f"cluster.template_dir: no such folder {template_dir}{where}")
+        ownership.check_tree(found[0], "cluster.template_dir", each=limits.check_site_file)
         out.append(os.path.abspath(found[0]))
     for site in folders:
         folder = os.path.join(site, SITE_TEMPLATES)

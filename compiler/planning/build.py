@@ -68,18 +68,18 @@ class CompiledRun:
 
 
 @lru_cache(maxsize=32)
-def _inspect(data, method: str, seq_len: int, signature: tuple) -> DatasetSummary:
+def _inspect(data, method: str, seq_len: int, signature: tuple, model_dir: str | None = None) -> DatasetSummary:
     """Each dataset is read once per process, however many sweep points use it."""
-    return inspect_dataset(data, method, seq_len)
+    return inspect_dataset(data, method, seq_len, model_dir)
 
 
 def _files_signature(*folders: str | None) -> tuple:
-    """Per folder, name, size and mtime of every file under it: a changed file misses the caches."""
+    """Per data path (a folder or one file), name, size and mtime of every file: a changed file misses the caches."""
     found = []
     for folder in folders:
         root = Path(folder or "")
-        files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()] \
-            if folder and root.is_dir() else []
+        paths = ([root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())) if folder else []
+        files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
         found.append((folder, tuple(files)))
     return tuple(found)
 
@@ -113,7 +113,7 @@ def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
     data_files = _files_signature(job.data.path, job.data.replay.path)
-    dataset = _inspect(job.data, job.method.name, seq_len, data_files)
+    dataset = _inspect(job.data, job.method.name, seq_len, data_files, job.model.path)
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
     solution = solve(job, rows, padded_length(job, dataset, seq_len))
     topology = solution.topology

@@ -41,7 +41,11 @@ class DatasetSummary(Frozen):
     """What the compile step learned by reading every dataset line."""
 
     path: str
-    format: Literal["prompt_completion", "chat", "preference", "prompt_answer"]
+    format: Literal["prompt_completion", "chat", "text", "preference", "prompt_answer"] = Field(
+        description="the kind of canonical rows the runtime trains on"
+    )
+    row_format: str = Field("", description="the format the rows were read as (data.format, or detected)")
+    validation_from: str = Field("folder", description="folder: the data's own validation split; else the split rule")
     rows: dict[str, int] = Field(description="rows per split: training, validation (and replay)")
     long_rows: dict[str, int] = Field(default_factory=dict, description="rows estimated above max_seq_length, per split")
     tokens: dict[str, int] = Field(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -68,11 +67,10 @@ def resolve(query: str, root: Path) -> list[Path]:
     _check_selector(query)
     if (Path(query) / "plan.json").is_file() and os.sep in query:
         return [Path(query).resolve()]
-    runs = runstate.find_runs(root)
+    runs = runstate.answerable(runstate.find_runs(root))  # a look-alike folder is listed, never selected
     exact = [r for r in runs if r.name == query]
     if len(exact) > 1:
-        raise UserError(f"run: {printable(query)!r} names {len(exact)} run folders ({_candidates(exact)} under "
-                        f"{', '.join(printable(r.parent.relative_to(root)) for r in exact[:3])}); give the folder path")
+        raise UserError(runstate.ambiguous(query, exact, root))
     if exact:
         return exact
     by_job = []
@@ -117,14 +115,19 @@ def _num(value) -> str:
 
 
 def table(views: list[RunView]) -> str:
-    header = ("NAME", "RUN ID", "JOB", "STATE", "ELAPSED", "PROGRESS", "TRAIN LOSS", "VAL LOSS")
+    """One row per run; a SWEEP column (its id and what differs within it) when a listed run is a sweep's point."""
+    from ftc.compiler.runs.compare import sweep_column
+
+    sweeps = sweep_column(views)
+    extra = ("SWEEP",) if any(cell != "-" for cell in sweeps) else ()
+    header = ("NAME", "RUN ID", "JOB", "STATE", "ELAPSED", "PROGRESS", "TRAIN LOSS", "VAL LOSS", *extra)
     rows = [header]
-    for v in views:
+    for v, sweep in zip(views, sweeps):
         percent = v.status.get("percent")
         rows.append(tuple(printable(cell, CELL_CHARS) for cell in (
             v.name, v.run_id, v.job, v.label, clock(v.elapsed_s),
             f"{percent:.0f}%" if isinstance(percent, (int, float)) else "-",
-            _num(v.status.get("train_loss")), _num(v.status.get("val_loss")))))
+            _num(v.status.get("train_loss")), _num(v.status.get("val_loss")), *((sweep,) if extra else ()))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -220,16 +223,9 @@ def _open_log(path: Path, run_dir: Path) -> int | None:
     if not records.is_inside(path.parent, run_dir) or path.parent.name != "logs":
         raise UserError(f"{printable(path)}: not a log inside the run folder {printable(run_dir)}")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise UserError(f"{printable(path)}: {'a symbolic link' if path.is_symlink() else exc.strerror}; "
-                        "ftc shows only the job's own log file") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UserError(f"{printable(path)}: not a regular file; ftc shows only the job's own log file")
-    return fd
+        return records.open_regular(path)
+    except records.RecordError as exc:
+        raise UserError(f"{printable(exc)}; ftc shows only the job's own log file") from None
 
 
 def _copy_new(fd: int | None, offset: int, limit: int = LOG_CHUNK) -> int:
@@ -250,8 +246,8 @@ def _copy_new(fd: int | None, offset: int, limit: int = LOG_CHUNK) -> int:
 def logs_command(args: list[str]) -> int:
     options = _parse("logs", args, run_required=True, follow=True)
     view = _one(options.run, runstate.output_root(options.root))
-    if view.damaged:
-        raise UserError(next(p for p in view.problems if records.JOB_FILE in p))
+    if view.damaged or view.misnamed:
+        raise UserError(view.problems[0] if view.misnamed else next(p for p in view.problems if records.JOB_FILE in p))
     if view.log is None:
         raise UserError(f"run {printable(view.run_id)} has no log: it was compiled but never submitted")
     fd = _open_log(view.log, view.run_dir)
@@ -298,6 +294,8 @@ def cancel_run(view: RunView) -> str:
     Only a record that validates is acted on: a damaged job.json signals nothing.
     """
     record, run_id = view.record, printable(view.run_id)
+    if view.misnamed:
+        raise UserError(view.problems[0] + " (nothing was signalled)")
     if view.damaged:
         raise UserError(next(p for p in view.problems if records.JOB_FILE in p) +
                         " (nothing was signalled: ftc cancels only jobs its records name validly)")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from pathlib import Path
 
 from ftc.compiler import records
@@ -49,22 +47,10 @@ def first_error(log: Path, run_dir: Path) -> str:
     Python exception line, `CUDA out of memory`); empty when none. Reads a bounded tail of a regular
     file inside the run folder only."""
     try:
-        if not records.is_inside(log, run_dir):
-            return ""
-        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        data = (records.read_tail(log, LOG_SCAN_BYTES, inside=run_dir) or ("", False))[0]
+    except records.RecordError:
         return ""
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return ""
-        os.lseek(fd, max(0, info.st_size - LOG_SCAN_BYTES), os.SEEK_SET)
-        data = os.read(fd, LOG_SCAN_BYTES)
-    except OSError:
-        return ""
-    finally:
-        os.close(fd)
-    found = [line.strip() for line in data.decode("utf-8", "replace").splitlines()
+    found = [line.strip() for line in data.splitlines()
              if ERROR_LINE.search(line) and "warning" not in line.lower() and not line.startswith("== ftc")]
     # srun's and slurmstepd's own lines only report the task's exit, and can land before its output
     own = [line for line in found if not line.startswith(SLURM_WRAPPERS)]

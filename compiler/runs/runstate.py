@@ -88,10 +88,12 @@ class RunView:
     error_line: str = ""
     why: str = ""
 
+    misnamed: bool = False
+
     @property
     def run_id(self) -> str:
-        run_id = self.plan.get("run_id")
-        return run_id if isinstance(run_id, str) and run_id else self.run_dir.name
+        """The folder's name: records.folder_problems checks that plan.json says the same."""
+        return self.run_dir.name
 
     @property
     def name(self) -> str:
@@ -126,6 +128,10 @@ def load(run_dir: Path, plan: bool = True) -> RunView:
     """A run folder's records; without `plan`, plan.json is not read (a table names runs by their folders)."""
     run_dir = Path(run_dir)
     plan, problems = records.read_plan(run_dir) if plan else ({}, [])
+    misnamed = records.folder_problems(run_dir, plan if plan else None)
+    if misnamed:  # listed with its problem, never answered from
+        return RunView(run_dir, {}, None, {}, state="unknown", reason="misnamed folder", problems=misnamed + problems,
+                       misnamed=True)
     record, job_problems = records.load_job(run_dir)
     status, status_problems = records.load(run_dir, records.STATUS_FILE, records.RunStatusRecord)
     return RunView(run_dir, plan, record, status, problems=problems + job_problems + status_problems)
@@ -196,6 +202,8 @@ def resolve_states(views: list[RunView], notes: list[str] | None = None) -> list
     answer = slurm.job_infos(refs) if refs else slurm.StatusAnswer({}, [])
     for view in views:
         record = view.record
+        if view.misnamed:
+            continue
         if not record:
             if view.damaged:
                 view.state, view.reason, view.source = "unknown", "damaged job.json", "nothing: job.json is unusable"
@@ -233,3 +241,17 @@ def find_runs(root: Path) -> list[Path]:
         return 0.0
 
     return sorted(folders, key=touched)
+
+
+def answerable(folders: list[Path]) -> list[Path]:
+    """The run folders a run id may name: plain ASCII names (records.folder_problems)."""
+    return [f for f in folders if not records.folder_problems(f)]
+
+
+def ambiguous(run_id: str, folders: list[Path], root: Path) -> str | None:
+    """The refusal when one run id names several folders (a copy under another name), else None."""
+    if len(folders) < 2:
+        return None
+    where = ", ".join(ascii(str(f.parent.relative_to(root)))[1:-1] if f.is_relative_to(root) else ascii(str(f))[1:-1]
+                      for f in folders[:3])
+    return f"run: {run_id!r} names {len(folders)} run folders ({where}); give the folder path"

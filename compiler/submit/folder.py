@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
-from ftc.compiler.runfolder import write_atomic
+from ftc.compiler.runfolder import no_link, write_atomic
 
 
 def _umask() -> int:
@@ -40,8 +40,17 @@ def _remove_created(paths: Iterable[Path]) -> None:
             pass
 
 
+def _refuse_links(run_dir: Path) -> None:
+    """The folders ftc makes under output_root (<namespace>/<model>-<name>/<run id>) must be real
+    folders: a link planted in their place (run ids are predictable) would take the writes elsewhere."""
+    for folder in (run_dir.parent.parent, run_dir.parent, run_dir):
+        if folder.is_symlink():
+            raise no_link(folder)
+
+
 def _write_one(run: CompiledRun, created: list[Path]) -> Path:
     run_dir = Path(run.plan.run_dir)
+    _refuse_links(run_dir)
     if run_dir.is_dir():
         for name, text in run.files.items():
             write_atomic(run_dir / name, text)

@@ -27,6 +27,7 @@ from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord,
 from ftc.compiler.render.sbatch import threads_per_worker
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
 from ftc.compiler.submit.torchrun_output import ChildFailedFilter
+from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, open_append, write_atomic
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
 LOG = "logs/local.out"
@@ -237,7 +238,7 @@ def foreground(plan: Plan, started=lambda: None) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        with open(log_path, "ab") as log:
+        with os.fdopen(open_append(log_path), "ab") as log:
             log.write(f"== ftc: local run {plan.run_id} started {now()}\n".encode())
             env = launch_env(plan)
             if sys.stdout.isatty():  # the runtime then redraws one progress line in place
@@ -276,7 +277,7 @@ def foreground(plan: Plan, started=lambda: None) -> int:
 def background(plan: Plan) -> list[str]:
     """The run detached, under its supervisor; what happened, in lines for the caller to show."""
     run_dir, log_path = _prepare(plan)
-    with open(log_path, "ab") as log:
+    with os.fdopen(open_append(log_path), "ab") as log:
         log.write(f"== ftc: local run {plan.run_id} started {now()} (detached)\n".encode())
         log.flush()
         child = subprocess.Popen([sys.executable, "-m", SUPERVISOR, str(run_dir), *launch_command(plan)],
