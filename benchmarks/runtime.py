@@ -96,7 +96,7 @@ def bare_trainer(run_dir: Path, plan):
     )
     lora = job.method.lora
     peft = LoraConfig(r=lora.adapter_dim, lora_alpha=lora.alpha, lora_dropout=lora.adapter_dropout,
-                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft)
 
 

@@ -81,7 +81,7 @@ def adapter_run(root, tiny) -> Path:
     plan = make_run(folder, "lora", model_path=tiny)
     lora = plan.job.method.lora
     model = peft.get_peft_model(_base(tiny), peft.LoraConfig(r=lora.adapter_dim, lora_alpha=lora.alpha,
-                                                              target_modules=list(lora.target_modules)))
+                                                              target_modules=lora.target_modules))
     torch.manual_seed(1)
     with torch.no_grad():
         for name, param in model.named_parameters():

@@ -121,7 +121,7 @@ def test_package_shows_one_part(capsys):
     code, out, _ = _run(["--cfg", "job", "-p", "method.lora", "method.lora.alpha=32"], capsys)
     assert code == 0
     assert yaml.safe_load(out) == {"adapter_dim": 8, "alpha": 32, "adapter_dropout": 0.1,
-                                   "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+                                   "target_modules": "all-linear"}
     _, out, _ = _run(["--cfg", "job", "--package", "method.lora.alpha"], capsys)
     assert out == "16\n"
 

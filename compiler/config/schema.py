@@ -27,9 +27,9 @@ from ftc.compiler.config.fields import (
 )
 from ftc.compiler.config.gpus import GPUS, Gpu, catalogue
 from ftc.compiler.config.methods import Method
-from ftc.compiler.modelfolder.families import FAMILY_NAMES
 from ftc.compiler.data.formats import FIELD_NAMES, FORMATS
 from ftc.compiler.limits import SWEEP_POINTS, SWEEP_POINTS_CEILING
+from ftc.compiler.modelfolder.families import FAMILY_NAMES
 
 # ---------------------------------------------------------------- model configs
 

@@ -25,9 +25,8 @@ from ftc.compiler.planning.plan import Plan
 from ftc.compiler.records import (STATUS_FILE, LocalExitRecord, RunStatusRecord, load, new_record, now, read_record,
                                   write_record)
 from ftc.compiler.render.sbatch import threads_per_worker
-from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, write_atomic
-from ftc.compiler.submit.torchrun_output import ChildFailedFilter
 from ftc.compiler.runfolder import REQUEUE_FILE, STOP_FILE, open_append, write_atomic
+from ftc.compiler.submit.torchrun_output import ChildFailedFilter
 
 TRAIN_EXTRA = "the local executor needs the train extra: pip install 'ftc[train]'"
 LOG = "logs/local.out"
