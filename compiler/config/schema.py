@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ftc.compiler.config.fields import (
     MAX_COUNT,
@@ -480,6 +480,9 @@ class JobConfig(Strict):
 
     name: str = Field(description="job name (default <data>-<method>); the run folder is <model.name>-<name>")
     namespace: str = "default"
+    output_model: str | None = Field(
+        None, description="the output's name, namespace/name[@version] (Customizer's output_model); without a "
+        "version ftc appends @<run id>; default <namespace>/<model.name>-<data.name>-<finetuning_type>@<run id>")
     output_root: PathText = Field(description="run folders go to <output_root>/<namespace>/<model.name>-<name>/<run_id>")
     dry_run: bool = False
     strict: bool = Field(False, description="turn warnings into errors")
@@ -492,11 +495,33 @@ class JobConfig(Strict):
     resources: Resources = Field(default_factory=Resources)
     training: Training = Field(default_factory=Training)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    # Why composing changed a value the caller did not set (compose._epochs_win): the plan's first warnings.
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return self._notes
 
     @field_validator("name", "namespace")
     @classmethod
     def _names(cls, value: str) -> str:
         return identifier(value)
+
+    @field_validator("output_model")
+    @classmethod
+    def _output_model(cls, value: str | None) -> str | None:
+        return None if value is None else output_model_name(value)
+
+
+def output_model_name(value: str) -> str:
+    """namespace/name or namespace/name@version, each part an identifier."""
+    ref, at, version = value.partition("@")
+    namespace, slash, name = ref.partition("/")
+    if not slash or "/" in name or (at and not version):
+        raise ValueError(f"must be namespace/name or namespace/name@version (got {value[:120]!r})")
+    for part in (namespace, name, *((version,) if at else ())):
+        identifier(part)
+    return value
 
 
 # Fields that change nothing in the files a plan writes, so they stay out of the run id.

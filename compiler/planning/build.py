@@ -105,6 +105,13 @@ def run_dir(job: JobConfig, rid: str) -> str:
     return os.path.join(os.path.abspath(job.output_root), job.namespace, f"{job.model.name}-{job.name}", rid)
 
 
+def output_name(job: JobConfig, rid: str) -> str:
+    """The caller's output_model (@<run id> appended when it has no version), or Customizer's default."""
+    if job.output_model:
+        return job.output_model if "@" in job.output_model else f"{job.output_model}@{rid}"
+    return f"{job.namespace}/{job.model.name}-{job.data.name}-{job.method.finetuning_type}@{rid}"
+
+
 def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
@@ -130,19 +137,18 @@ def build_plan(job: JobConfig) -> Plan:
         guards.check_time(job, time_limit)
     warnings, errors = advise(job, dataset.rows.get("training", 0))
     targets = resolve_targets(job)
-    warnings = [*solution.warnings, *targets.warnings, *warnings, *model_path_warnings(job)]
+    warnings = [*job.notes, *solution.warnings, *targets.warnings, *warnings, *model_path_warnings(job)]
     if errors:
         raise UserError(*errors)
     if job.strict and warnings:
         raise UserError(*(f"{w} (strict=true turns warnings into errors)" for w in warnings))
     rid = run_id(job, _data_digest(data_files))
     job = job.model_copy(update={k: JobConfig.model_fields[k].default for k in RUN_ID_EXCLUDED})
-    finetuning = job.method.finetuning_type
     return Plan(
         ftc_version=ftc.__version__,
         run_id=rid,
         run_dir=run_dir(job, rid),
-        output_name=f"{job.namespace}/{job.model.name}-{job.data.name}-{finetuning}@{rid}",
+        output_name=output_name(job, rid),
         model_urn=job.model.urn(guards.variant_of(job)),
         gpu=gpu,
         precision=precision,

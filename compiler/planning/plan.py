@@ -93,7 +93,8 @@ class Plan(Frozen):
     ftc_version: str = Field(description="the ftc release that compiled the plan")
     run_id: str
     run_dir: str = Field(description="absolute path of the run folder")
-    output_name: str = Field(description="namespace/<base>-<dataset>-<finetuning>@<run_id>, as NeMo Customizer names them")
+    output_name: str = Field(description="job.output_model (+ @<run_id> without a version), else "
+                             "namespace/<base>-<dataset>-<finetuning>@<run_id>, as NeMo Customizer names them")
     model_urn: str
     gpu: str = Field(description="GPU catalogue key of the partition")
     precision: Literal["bf16", "fp32"]
