@@ -27,7 +27,7 @@ STYLES = ("short", "long", "misspelled", "multi", "indirect")
 
 # Products and times that make_seed.py never uses.
 PRODUCTS = ["espresso machine", "smart thermostat", "fitness tracker", "gaming console", "air fryer",
-            "electric toothbrush", "baby monitor", "projector", "doorbell camera", "sewing machine",
+            "electric toothbrush", "baby intercom", "projector", "video doorbell", "sewing machine",
             "desk lamp", "hair dryer", "rice cooker", "robot mower"]
 TIMES = ["over the weekend", "on Tuesday night", "three weeks back", "since the 14th", "at the start of the month",
          "earlier this afternoon", "before the holidays", "around noon"]
