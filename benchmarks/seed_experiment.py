@@ -102,3 +102,150 @@ def train(arm: str, lr: float, epochs: int, replay: float, root: str, seed: int,
     return run, float(status["elapsed_s"]), tokens
 
 
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arms", default=",".join(ARMS),
+                        help=f"comma-separated, of {', '.join(ARMS)}; empty: score the base and keyword rows only")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds of each trained arm, comma-separated")
+    parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--sft-lr", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--replay", type=float, default=0.5, help="share of replay rows in the + replay arms")
+    parser.add_argument("--test-rows", type=int, help="score the first N test tickets only")
+    parser.add_argument("--general-rows", type=int, help="ask the first N general questions only")
+    parser.add_argument("--max-steps", type=int, help="stop each training after N optimizer steps")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+                        + "; checks the pipeline, not the targets")
+    parser.add_argument("--out", help="write the table and every prediction here as JSON")
+    parser.add_argument("--runs", help="keep the run folders here (default: a temporary folder, removed at the end)")
+    parser.add_argument("--table", metavar="JSON", help="print the markdown table of a results file; train nothing")
+    parser.add_argument("--readme", metavar="README", help="with --table: rewrite that file's seed-table block")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        for key, value in QUICK.items():
+            if getattr(opts, key) in (None, parser.get_default(key)):
+                setattr(opts, key, value)
+    opts.arm_list = [a for a in opts.arms.split(",") if a]
+    if set(opts.arm_list) - set(ARMS):
+        parser.error(f"--arms: each of {', '.join(ARMS)} (none: the base and the keyword baseline only)")
+    try:
+        opts.seed_list = [int(x) for x in opts.seeds.split(",") if x.strip()]
+    except ValueError:
+        parser.error("--seeds: comma-separated integers")
+    if not opts.seed_list or opts.resamples < 100:
+        parser.error("--seeds: at least one; --resamples: at least 100")
+    if any(n is not None and n < 1 for n in (opts.test_rows, opts.general_rows, opts.max_steps)):
+        parser.error("--test-rows, --general-rows, --max-steps: at least 1")
+    if opts.readme and not opts.table:
+        parser.error("--readme needs --table")
+    return opts
+
+
+def keyword_routes(tickets: list[dict]) -> list[str]:
+    """The naive Bayes baseline, fit on the training tickets' words alone."""
+    rows = [json.loads(x) for x in (DATA / "training" / "tickets.jsonl").read_text(encoding="utf-8").splitlines()]
+    model = NaiveBayes([ticket_text(r["prompt"]) for r in rows], [r["completion"].strip() for r in rows])
+    return [model.predict(ticket_text(row["prompt"])) for row in tickets]
+
+
+def machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{os.cpu_count()} CPUs, load {load:.1f} at start, {platform.machine()}"
+
+
+def run_arms(opts, tickets, general, tokenizer, base) -> tuple[dict, dict, dict, dict]:
+    """Trains and scores each arm once a seed; routes, general right, generated texts and cost, by arm name."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    routes, right, texts, cost = {}, {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="ftc-seed-") as scratch:
+        root = opts.runs or scratch
+        for arm in opts.arm_list:
+            name = NAMES[arm]
+            routes[name], right[name], texts[name], spent = [], [], [], []
+            for seed in opts.seed_list:
+                lr = opts.sft_lr if arm.startswith("sft") else opts.lora_lr
+                run, seconds, tokens = train(arm, lr, opts.epochs, opts.replay, root, seed, opts.max_steps)
+                if arm.startswith("sft"):
+                    model = AutoModelForCausalLM.from_pretrained(run / "output" / "model", dtype=torch.float32).eval()
+                    trainable = PARAMETERS
+                else:
+                    model = PeftModel.from_pretrained(base(), str(run / "output" / "adapter")).eval()
+                    trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+                result = score(model, tokenizer, tickets, general)
+                routes[name].append(result["routes"])
+                right[name].append(result["right"])
+                texts[name].append({"seed": seed, "routes": result["route_texts"], "general": result["general_texts"]})
+                spent.append((seconds, tokens))
+                print(f"{name} seed {seed}: general {sum(result['right'])}/{len(general)} right, {seconds:.0f} s",
+                      file=sys.stderr, flush=True)
+            seconds = sum(s for s, _ in spent) / len(spent)
+            tokens = sum(t for _, t in spent) / len(spent)
+            # Full training: 6 N a token; LoRA: the frozen base's forward and input gradients, about 4 N.
+            flops = (6 if trainable == PARAMETERS else 4) * PARAMETERS * tokens / 1e12
+            cost[name] = {"seconds": seconds, "tokens": tokens, "trainable": trainable, "tflop": flops}
+    return routes, right, texts, cost
+
+
+def experiment(opts) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftc.runtime.evaluate import load_eval_rows
+    from ftc.runtime.models import shipped_model
+
+    started = time.time()
+    setup = {"machine": machine(), "mode": "quick (checks the pipeline, not the targets)" if opts.quick else "full"}
+    base_path = shipped_model("smollm2-135m")
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    tickets = [{"prompt": r["prompt"], "answer": r["completion"].strip(), "style": r["style"]}
+               for r in load_eval_rows(TEST, opts.test_rows)]
+    general = load_eval_rows(GENERAL, opts.general_rows)
+
+    def base():
+        return AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
+
+    first = score(base(), tokenizer, tickets, general)
+    routes, right, texts, cost = run_arms(opts, tickets, general, tokenizer, base)
+    routes = {BASE: [first["routes"]], KEYWORDS: [keyword_routes(tickets)], **routes}
+    right = {BASE: [first["right"]], **right}
+    texts = {BASE: [{"routes": first["route_texts"], "general": first["general_texts"]}], **texts}
+    predictions = {"test": {"gold": [t["answer"] for t in tickets], "style": [t["style"] for t in tickets],
+                            "arms": routes},
+                   "general": {"answers": [g["answer"] for g in general], "arms": right}}
+    table = summarise(predictions, opts.resamples)
+    command = "python benchmarks/seed_experiment.py " + " ".join(sys.argv[1:])
+    setup.update(command=command.strip(), test_items=len(tickets), general_items=len(general),
+                 seeds=len(opts.seed_list), resamples=opts.resamples, lora_lr=opts.lora_lr, sft_lr=opts.sft_lr,
+                 epochs=opts.epochs, replay=opts.replay, max_steps=opts.max_steps)
+    return {"setup": setup, "table": table, "cost": cost, "targets": [] if opts.quick else targets(table),
+            "predictions": predictions, "texts": texts, "wall_s": time.time() - started}
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = options(argv)
+    if opts.table:
+        results = json.loads(Path(opts.table).read_text(encoding="utf-8"))
+        table = markdown(results)
+        if opts.readme:
+            replace_table(Path(opts.readme), table)
+        print(table, end="")
+        return 0
+    results = experiment(opts)
+    if opts.out:
+        Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(opts.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(markdown(results), end="")
+    missed = [t for t in results["targets"] if not t["met"]]
+    for check in missed:
+        print(f"TARGET MISSED: {check['arm']}: {check['target']}: {check['value']:+.3f} "
+              f"[{check['low']:+.3f}, {check['high']:+.3f}]", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
