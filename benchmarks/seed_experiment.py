@@ -164,6 +164,7 @@ def run_arms(opts, tickets, general, tokenizer, base) -> tuple[dict, dict, dict,
     routes, right, texts, cost = {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="ftc-seed-") as scratch:
         root = opts.runs or scratch
+        Path(root).mkdir(parents=True, exist_ok=True)
         for arm in opts.arm_list:
             name = NAMES[arm]
             routes[name], right[name], texts[name], spent = [], [], [], []
