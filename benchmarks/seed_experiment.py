@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -219,9 +220,9 @@ def experiment(opts) -> dict:
                             "arms": routes},
                    "general": {"answers": [g["answer"] for g in general], "arms": right}}
     table = summarise(predictions, opts.resamples)
-    command = "python benchmarks/seed_experiment.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/seed_experiment.py", *sys.argv[1:]])
     setup.update(command=command.strip(), test_items=len(tickets), general_items=len(general),
-                 seeds=len(opts.seed_list), resamples=opts.resamples, lora_lr=opts.lora_lr, sft_lr=opts.sft_lr,
+                 seeds=len(opts.seed_list) if opts.arm_list else 0, resamples=opts.resamples, lora_lr=opts.lora_lr, sft_lr=opts.sft_lr,
                  epochs=opts.epochs, replay=opts.replay, max_steps=opts.max_steps)
     return {"setup": setup, "table": table, "cost": cost, "targets": [] if opts.quick else targets(table),
             "predictions": predictions, "texts": texts, "wall_s": time.time() - started}
