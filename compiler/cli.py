@@ -105,6 +105,13 @@ def _export(args: list[str]) -> int:
     return _after_training("export", "export", args)
 
 
+def _site(args: list[str]) -> int:
+    """for admins: check a site before users meet it (exit 1 on problems): ftc site check [FOLDER ...]"""
+    from ftc.compiler.sitecheck import site_command
+
+    return site_command(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "configs": _configs,
     "schema": _schema,
@@ -116,6 +123,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "generate": _generate,
     "chat": _chat,
     "export": _export,
+    "site": _site,
 }
 
 RUN_COMMANDS = ("status", "compare", "logs", "cancel", "generate", "chat", "export")  # read run folders

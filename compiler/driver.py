@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ftc.compiler.checks.inputs import check_inputs, check_output_root
@@ -14,6 +16,7 @@ from ftc.compiler.planning.build import CompiledRun, compile_job
 from ftc.compiler.report import summary, sweep_line
 from ftc.compiler.runs.compare import write_sweep
 from ftc.compiler.submit.folder import write_run, write_runs
+from ftc.compiler.submit.kept import folder_run, has_history
 
 
 def compile_point(overrides: Sequence[str]) -> tuple[JobConfig, CompiledRun]:
@@ -50,34 +53,77 @@ def compile_sweep(overrides: Sequence[str]) -> tuple[JobConfig, list[tuple[list[
     return request, points
 
 
+@contextlib.contextmanager
+def nothing_left_if_refused(runs: list[CompiledRun]) -> Iterator[None]:
+    """A submission refused (preflight, Slurm, a lock) leaves no "created" run folder behind: the run
+    folders, their parents and the sweep folder this command made are removed again; folders that
+    existed before, or that a job was submitted from meanwhile, stay."""
+    fresh = [Path(r.plan.run_dir) for r in runs if not Path(r.plan.run_dir).exists()]
+    made = {p for r in runs for p in (*Path(r.plan.run_dir).parents[:2], Path(r.plan.run_dir).parents[1] / "sweeps")
+            if not p.exists()}
+    sweeps = {Path(r.plan.run_dir).parents[1] / "sweeps" for r in runs}
+    before = {p for folder in sweeps if folder.is_dir() for p in folder.iterdir()}
+    try:
+        yield
+    except UserError:
+        for run_dir in fresh:
+            if run_dir.is_dir() and not has_history(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        for folder in sweeps:
+            for sweep in (set(folder.iterdir()) - before if folder.is_dir() else set()):
+                if sweep.is_file() and not sweep.is_symlink():
+                    sweep.unlink(missing_ok=True)  # the sweep's record, sweeps/<id>.json
+                elif not (sweep / "sweep.json").exists():
+                    shutil.rmtree(sweep, ignore_errors=True)
+        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        raise
+
+
 def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
     if not multirun:
         job, run = compile_point(overrides)
-        write_run(run)
-        if job.dry_run:
-            print(summary(run.plan))
-            print(f"--- {run.plan.run_dir}/job.sbatch")
-            sys.stdout.write(run.script)
-            return 0
-        from ftc.compiler.submit.submitter import submit_run
+        if not job.dry_run:
+            with nothing_left_if_refused([run]):
+                write_run(run)
+                from ftc.compiler.submit.submitter import submit_run
 
-        return submit_run(run, job)
+                return submit_run(run, job)
+        write_run(run)
+        run, kept = folder_run(run)
+        if kept:
+            print(kept)
+        print(summary(run.plan))
+        print(f"--- {run.plan.run_dir}/job.sbatch")
+        sys.stdout.write(run.script)
+        return 0
     request, points = compile_sweep(overrides)
-    write_runs([run for _, run in points])
+    runs = [run for _, run in points]
+    if not request.dry_run:
+        from ftc.compiler.submit.submitter import submit_sweep
+
+        with nothing_left_if_refused(runs):
+            write_runs(runs)
+            sweep_id = announce_sweep(points)
+            code = submit_sweep(runs, request)
+        if runs[0].plan.job.cluster.executor == "local" and code != 130:
+            print(f"sweep {sweep_id}:")
+            print(compare_table(Path(runs[0].plan.run_dir).parents[2], [sweep_id]))
+        return code
+    write_runs(runs)
+    announce_sweep(points)
+    for index, (point, run) in enumerate(points):
+        print(sweep_line(index, run.plan, point))
+    show_sweep_script(runs)
+    return 0
+
+
+def announce_sweep(points: list[tuple[list[str], CompiledRun]]) -> str:
+    """Record the sweep (its id, its points) and say how to compare them; returns the id."""
     sweep_id = write_sweep([run for _, run in points], [point for point, _ in points])
     print(f"sweep {sweep_id}: {len(points)} point(s), one run folder each; ftc compare {sweep_id} shows them side by side")
-    if request.dry_run:
-        for index, (point, run) in enumerate(points):
-            print(sweep_line(index, run.plan, point))
-        show_sweep_script([run for _, run in points])
-        return 0
-    from ftc.compiler.submit.submitter import submit_sweep
-
-    code = submit_sweep([run for _, run in points], request)
-    if points[0][1].plan.job.cluster.executor == "local" and code != 130:
-        print(f"sweep {sweep_id}:")
-        print(compare_table(Path(points[0][1].plan.run_dir).parents[2], [sweep_id]))
-    return code
+    return sweep_id
 
 
 def compare_table(root, selectors: list[str]) -> str:

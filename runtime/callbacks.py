@@ -276,6 +276,28 @@ class StopRequests(TrainerCallback):
             return False
 
 
+class TimedCheckpoints(TrainerCallback):
+    """A checkpoint whenever `interval_s` of wall time passed since the last save (of any kind), all
+    ranks at the same step: what a hard kill can lose is bounded by time, not only by save_steps."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self.last_save = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last_save = time.monotonic()  # loading the model is not training time to protect
+
+    def on_step_end(self, args, state, control, **kwargs):
+        due = time.monotonic() - self.last_save >= self.interval_s
+        if distributed.any_rank(due) and not control.should_save:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last_save = time.monotonic()
+        return control
+
+
 class CheckpointMarker(TrainerCallback):
     """After each save: wait for every rank, check the weights, then mark the checkpoint complete and prune old ones.
 

@@ -28,6 +28,20 @@ PATTERN = re.compile(r"^checkpoint-(\d+)$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+AUTO_CHECKPOINT_MINUTES = 30.0
+
+
+def checkpoint_interval_s(checkpoint_minutes: float | str, time_limit: str) -> float:
+    """Seconds between time-based checkpoints: the plan's training.checkpoint_minutes, or for auto a
+    tenth of the job's --time and at most 30 minutes. Slurm's warning signal saves before a soft end;
+    these bound what a hard one (TIMEOUT after the grace, NODE_FAIL, an OOM kill) can lose."""
+    from ftc.compiler.config.fields import slurm_minutes
+
+    if checkpoint_minutes == "auto":
+        return 60.0 * min(AUTO_CHECKPOINT_MINUTES, slurm_minutes(time_limit) / 10)
+    return 60.0 * float(checkpoint_minutes)
+
+
 def checkpoints_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from ftc.compiler import records
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
+from ftc.compiler.planning.versions import migrate
 
 
 def printable(text: str, limit: int | None = 200, keep: str = "") -> str:
@@ -37,14 +38,29 @@ def _field(loc: tuple, data) -> str:
     return ".".join(parts) or "(the whole file)"
 
 
-def _first_problem(exc: ValidationError, text: bytes) -> str:
+def _first_problem(exc: ValidationError, data) -> str:
     error = exc.errors(include_url=False)[0]
-    try:
-        data = json.loads(text) if error["loc"] else None
-    except (ValueError, RecursionError):
-        data = None
     more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
     return f"{printable(_field(error['loc'], data), 120)}: {printable(error['msg'])}{more}; recompile the run"
+
+
+def _parsed(text: bytes):
+    try:
+        return migrate(json.loads(text))
+    except (ValueError, RecursionError):
+        return None
+
+
+def read_plan(text: bytes) -> Plan:
+    """A plan.json of this release or an earlier one of the same major release, migrated.
+
+    Raises ValidationError for a plan the schema refuses, ValueError for one another release wrote
+    that this one cannot run."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return Plan.model_validate_json(text)  # pydantic's own words for bad JSON
+    return Plan.model_validate_json(json.dumps(migrate(data)))
 
 
 def load_plan(run_dir: str) -> Plan:
@@ -54,7 +70,7 @@ def load_plan(run_dir: str) -> Plan:
         text = records.read_text(path, records.PLAN_LIMIT)  # a regular file, bounded; never a link
         if text is None:
             raise FileNotFoundError
-        plan = Plan.model_validate_json(text)
+        plan = read_plan(text)
     except records.RecordError as exc:
         raise UserError(f"{exc}; recompile the run") from None
     except FileNotFoundError:
@@ -62,7 +78,9 @@ def load_plan(run_dir: str) -> Plan:
     except (IsADirectoryError, PermissionError) as exc:
         raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
     except ValidationError as exc:
-        raise UserError(f"{path}: {_first_problem(exc, text)}") from None
+        raise UserError(f"{path}: {_first_problem(exc, _parsed(text))}") from None
+    except ValueError as exc:  # a release this ftc cannot run (see planning/versions.py)
+        raise UserError(f"{path}: {printable(str(exc), 400)}") from None
     if Path(plan.run_dir).resolve() != Path(run_dir).resolve():
         raise UserError(
             f"{path}: run_dir: the plan belongs to {printable(plan.run_dir)}, not this folder; "

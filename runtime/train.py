@@ -28,6 +28,7 @@ from ftc.runtime.callbacks import (
     OnTrainBegin,
     RunStatus,
     StopRequests,
+    TimedCheckpoints,
 )
 from ftc.runtime.console import CONSOLE
 from ftc.runtime.guard import FiniteGuard
@@ -232,7 +233,8 @@ def setup(plan: Plan, status: RunStatus) -> Run:
         log(f"resuming from {resume}")
     before = OnTrainBegin(lambda model: None if resume else evaluation.before(model, tokenizer))
     progress = ProgressLine(CONSOLE, status)
-    callbacks = [metrics, progress, guard, early, stop, marker, before]
+    timed = TimedCheckpoints(checkpoints.checkpoint_interval_s(plan.job.training.checkpoint_minutes, plan.time_limit))
+    callbacks = [metrics, progress, guard, early, stop, timed, marker, before]
     trainer = methods.build_trainer(plan, args, model, tokenizer, train_ds, val_ds, callbacks)
     check_trainable(plan, trainer.model)
     quiet_trainer(trainer)

@@ -31,13 +31,14 @@ def datasets(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("datasets")
     shutil.copytree(bundled_dataset("demo", "lora"), root / "email-assist")
+    shutil.copytree(bundled_dataset("demo", "lora"), root / "team-b" / "support")
     return root
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, datasets):
     # The operator's method.max_steps=60 keeps the tiny model's run short; a body cannot set it.
-    srv = start(tmp_path_factory.mktemp("api"), "--rate", "0", "--creates-per-min", "600", "cluster=local",
+    srv = start(tmp_path_factory.mktemp("api"), "--rate", "0", "--creates-per-min", "6000", "cluster=local",
                 "method.max_steps=60",
                 env={"FTC_API_DATASETS": str(datasets)})
     yield srv
@@ -87,7 +88,7 @@ def test_bad_list_queries_are_one_line_422s(server):
 
 
 def test_configs_lists_the_model_urns(server):
-    names = [c["name"] for c in server.get("/v1/customization/configs").json()["data"]]
+    names = [f"{c['namespace']}/{c['name']}" for c in server.get("/v1/customization/configs").json()["data"]]
     assert "ftc/tiny-llama@v1.0.0+CPU" in names and "meta/llama-3.1-8b-instruct@v1.0.0+H100" in names
 
 
@@ -111,6 +112,20 @@ def _refused_bodies():
         "empty body": {},
         "lora on all_weights": {**body, "hyperparameters": {**hyper, "finetuning_type": "all_weights"}},
         "unknown training type": {**body, "hyperparameters": {**hyper, "training_type": "ppo"}},
+        "max_steps as string": {**body, "hyperparameters": {**hyper, "max_steps": "3"}},
+        "max_steps as bool": {**body, "hyperparameters": {**hyper, "max_steps": True}},
+        "max_steps zero": {**body, "hyperparameters": {**hyper, "max_steps": 0}},
+        "max_steps negative": {**body, "hyperparameters": {**hyper, "max_steps": -1}},
+        "huge max_steps": {**body, "hyperparameters": {**hyper, "max_steps": 10**30}},
+        "max_steps as float": {**body, "hyperparameters": {**hyper, "max_steps": 3.5}},
+        "integration not wandb": {**body, "integrations": [{"type": "mlflow", "wandb": {}}]},
+        "integration as string": {**body, "integrations": "wandb"},
+        "too many integrations": {**body, "integrations": [{"wandb": {}}] * 5},
+        "integration with a key": {**body, "integrations": [{"wandb": {"api_key": "x"}}]},
+        "dataset as list": {**body, "dataset": ["demo"]},
+        "dataset as number": {**body, "dataset": 3},
+        "dataset as deep path": {**body, "dataset": "a/b/demo"},
+        "name as number": {**body, "name": 3},
     }
     for i, value in enumerate(HOSTILE):
         cases[f"hostile dataset name {i}"] = {**body, "dataset": {"name": value}}
@@ -118,6 +133,14 @@ def _refused_bodies():
         if value:
             cases[f"hostile config {i}"] = {**body, "config": f"ftc/tiny-llama@v1.0.0+CPU{value}"}
         cases[f"hostile output_model {i}"] = {**body, "output_model": f"default/{value}"}
+        cases[f"hostile output_model version {i}"] = {**body, "output_model": f"default/x@{value}"}
+        cases[f"hostile job name {i}"] = {**body, "name": value}
+        cases[f"hostile job namespace {i}"] = {**body, "namespace": value}
+        cases[f"hostile dataset string {i}"] = {**body, "dataset": value}
+        cases[f"hostile wandb project {i}"] = {**body, "integrations": [{"wandb": {"project": value}}]}
+        cases[f"hostile wandb tags {i}"] = {**body, "integrations": [{"wandb": {"tags": [value]}}]}
+    for i, notes in enumerate(("", "a\ntouch PWNED", "x" * 5000, "\x00", "\r")):  # dropped, yet checked
+        cases[f"hostile wandb notes {i}"] = {**body, "integrations": [{"wandb": {"notes": notes}}]}
     return cases
 
 
@@ -151,7 +174,7 @@ def test_schema_errors_are_the_clis_lines(server, tmp_path):
 def test_a_body_compiles_to_the_clis_run_id(tmp_path, datasets):
     """The API's translation of a body and the equivalent command line give the same run id
     (the output root is part of a run id, so both use the same)."""
-    srv = start(tmp_path / "srv", "--rate", "0", "cluster=local", "dry_run=true", env={"FTC_API_DATASETS": str(datasets)})
+    srv = start(tmp_path / "srv", "--rate", "0", "--creates-per-min", "600", "cluster=local", "dry_run=true", env={"FTC_API_DATASETS": str(datasets)})
     try:
         body = lora_body(epochs=2, batch_size=8, learning_rate=0.001, lora={"adapter_dim": 16, "adapter_dropout": 0.05, "alpha": 32})
         job = srv.post(JOBS, json=body).json()
@@ -160,7 +183,12 @@ def test_a_body_compiles_to_the_clis_run_id(tmp_path, datasets):
         named = srv.post(JOBS, json={**body, "dataset": {"name": "email-assist"}}).json()
         renamed = srv.post(JOBS, json={**body, "output_model": "team-a/email-v2"}).json()
         assert (renamed["namespace"], renamed["name"]) == ("team-a", "email-v2")
-        assert renamed["output_model"] == f"team-a/tiny-llama-demo-lora@{renamed['id']}"
+        assert renamed["output_model"] == f"team-a/email-v2@{renamed['id']}"  # output_model names the output
+        versioned = srv.post(JOBS, json={**body, "output_model": "team-a/email-v2@v3"}).json()
+        assert versioned["output_model"] == "team-a/email-v2@v3"
+        assert named["dataset"] == {"name": "email-assist", "namespace": "default"}
+        spaced = srv.post(JOBS, json={**body, "dataset": {"name": "support", "namespace": "team-b"}}).json()
+        assert spaced.get("dataset") == {"name": "support", "namespace": "team-b"}, spaced  # echoed as sent
     finally:
         srv.stop()
     args = ["model.urn=ftc/tiny-llama@v1.0.0+CPU", "method=lora", "method.epochs=2", "method.batch_size=8",
@@ -392,3 +420,16 @@ def test_metrics_reader_skips_what_is_not_a_finite_loss(tmp_path):
     assert [(p.step, p.value) for p in history.val] == [(4, 1.5)]
     assert history.per_epoch() == [{"epoch": 1, "train_loss": 1.8, "val_loss": 1.5},
                                    {"epoch": 2, "train_loss": 1.6, "val_loss": None}]
+
+
+def test_registries_refuse_bad_queries_in_one_line(server):
+    for path in ("/v1/customization/configs", "/v1/customization/targets", "/v1/models"):
+        assert server.get(path).json()["pagination"]["page"] == 1
+        for params in ({"page": 0}, {"page": "x"}, {"page_size": 10**6}, {"page": "NaN"}, {"page_size": "1e3"}):
+            r = server.get(path, params=params)
+            assert r.status_code == 422 and "\n" not in r.json()["detail"], (path, params, r.text)
+        for name in ("x" * 300, "%2e%2e%2fetc", "a'b", "a\\b", "%00"):
+            r = server.get(f"{path}/ftc/{name}")
+            assert r.status_code in (404, 422) and "\n" not in r.json()["detail"], (path, name, r.text)
+    target = server.get("/v1/customization/targets/ftc/tiny-llama@v1.0.0").json()
+    assert (target["num_parameters"], target["base_model"]) == (123200, "ftc/tiny-llama")

@@ -41,14 +41,19 @@ def test_a_job_runs_on_slurm_to_completed(server):
     assert "COMPLETED" in sacct
 
 
-def test_cancel_an_array_by_its_slurm_id(server):
+def submit_array(server) -> str:
+    """A two-point sweep from the CLI into the server's output root: one Slurm array; its id."""
     proc = subprocess.run(
         [sys.executable, "-m", "ftc", "-m", "cluster=ci", "cluster.partition=cpu", "model=tiny", "method=lora",
          "data=demo", "method.learning_rate=1e-3,2e-3", "method.max_steps=5000"],
         check=False, capture_output=True, text=True, timeout=120,
         env={**os.environ, "FTC_OUTPUT_ROOT": str(server.root), "FTC_SITE_CONFIG": str(CI_SITE)})
     assert proc.returncode == 0, proc.stderr
-    array = re.search(r"as Slurm job array (\d+)", proc.stdout).group(1)
+    return re.search(r"as Slurm job array (\d+)", proc.stdout).group(1)
+
+
+def test_cancel_an_array_by_its_slurm_id(server):
+    array = submit_array(server)
     r = server.post(f"{JOBS}/{array}/cancel")
     assert r.status_code == 200, r.text
     ids = [j["id"] for j in r.json()["data"]]

@@ -156,7 +156,9 @@ def _srun_args(run, work: Path) -> list[str]:
     bin_dir = work / "bin"
     if not bin_dir.exists():
         bin_dir.mkdir(parents=True)
-        for tool, text in {"srun": '#!/bin/bash\nprintf "%s\\0" "$@" > "$FTC_ARGS_OUT"\n',
+        # srun as pyxis extends it (the script asks `srun --help` for --container-image first)
+        srun = '#!/bin/bash\n[ "$1" = --help ] && { echo "--container-image"; exit 0; }\nprintf "%s\\0" "$@" > "$FTC_ARGS_OUT"\n'
+        for tool, text in {"srun": srun,
                            "scontrol": "#!/bin/bash\necho node1\n"}.items():
             (bin_dir / tool).write_text(text)
             (bin_dir / tool).chmod(0o755 | stat.S_IEXEC)

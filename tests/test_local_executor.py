@@ -172,7 +172,7 @@ def test_failure_says_exit_code(local):
     again = local("name=fails")
     assert again.returncode == 0 and again.stdout.startswith(
         f"run {run_dir.name}: job {failed_job} ended failed (exit code 3); "
-        "resubmitting (it resumes from its last checkpoint)\nrunning run "), again.stdout
+        "resubmitting: no checkpoint was saved, it starts over\nrunning run "), again.stdout
 
 
 def test_the_api_server_submits_without_printing_the_clis_lines(local, tmp_path):

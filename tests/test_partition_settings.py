@@ -145,7 +145,7 @@ def test_bad_memory_requests(site, ftc, patch, fragment):
 def test_container_setup_without_a_container_is_refused(site, ftc):
     (site / "cluster" / "pp.yaml").write_text(SITE.replace("kind: pyxis", "kind: none"))
     result = ftc("cluster=pp", "model=llama8b", "dry_run=true")
-    assert result.code == 2 and "container_setup: needs cluster.container.kind pyxis or apptainer" in result.err
+    assert result.code == 2 and "container_setup: needs cluster.container.kind pyxis, apptainer or singularity" in result.err
 
 
 @pytest.mark.parametrize("ports,fragment", [

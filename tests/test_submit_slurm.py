@@ -109,7 +109,7 @@ def test_refusal_is_one_line_and_nothing_is_queued(site, refusing_site, override
     lines = cli.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ftc: error: {expected}"), cli.err
     assert not any(name in job for job in queued_names())
-    assert not list(site.root.glob(f"*/{name}/*/job.json"))
+    assert not list(site.root.glob(f"*/*{name}*"))  # no "created" run folder left behind either
 
 
 def test_a_gres_refusal_names_the_gres_type_and_shows_slurms_words_escaped(site, refusing_site, monkeypatch, tmp_path):

@@ -14,12 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ftc.compiler.api import dashboard
+from ftc.compiler.api import dashboard, registry
 from ftc.compiler.api.datasets import UnknownDataset
 from ftc.compiler.api.guard import BodyTooLarge, Guard
 from ftc.compiler.api.limits import Limits
 from ftc.compiler.api.models import CreateJob, Job, JobList, Pagination
-from ftc.compiler.api.service import Conflict, JobService, NotFound, describe
+from ftc.compiler.api.service import Conflict, JobService, NotFound
 from ftc.compiler.api.translate import MissingVersion, UnknownConfig
 from ftc.compiler.config.validation import format_validation_error
 from ftc.compiler.errors import UserError
@@ -85,7 +85,7 @@ def create_app(service: JobService, token: str, limits: Limits | None = None) ->
         from starlette.concurrency import run_in_threadpool
 
         _, view = await run_in_threadpool(service.create, job)
-        return JSONResponse(describe(view).model_dump(mode="json"), status_code=200)
+        return JSONResponse(service.describe(view).model_dump(mode="json"), status_code=200)
 
     @app.get(f"{PREFIX}/jobs", response_model=JobList)
     def list_jobs(
@@ -102,7 +102,7 @@ def create_app(service: JobService, token: str, limits: Limits | None = None) ->
         filters = {k: v for k, v in (("status", status), ("config", config), ("dataset", dataset),
                                      ("training_type", training_type), ("finetuning_type", finetuning_type)) if v}
         views, total = service.views(page, page_size, sort.startswith("-"), filters)
-        data = [describe(v) for v in views]
+        data = [service.describe(v) for v in views]
         return JobList(data=data, pagination=Pagination(
             page=page, page_size=page_size, current_page_size=len(data),
             total_pages=max(1, math.ceil(total / page_size)), total_results=total))
@@ -110,34 +110,29 @@ def create_app(service: JobService, token: str, limits: Limits | None = None) ->
     @app.get(f"{PREFIX}/jobs/{{job_id}}")
     def get_job(job_id: str):
         view = service.view(job_id)
-        return {**describe(view).model_dump(mode="json"), **dashboard.plan_details(view)}
+        # the job's fields last: its `warnings` are the plan's, as Customizer's JobWarning objects
+        return {**dashboard.plan_details(view), **service.describe(view).model_dump(mode="json")}
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}/status")
     def get_status(job_id: str):
         view = service.view(job_id)
-        job = describe(view)
-        return {"id": job.id, "created_at": job.created_at, "updated_at": job.updated_at,
-                "output_model": job.output_model, **job.status_details}
+        job = service.describe(view)
+        return {"id": job.id, "output_model": job.output_model, **job.status_details}
 
     @app.post(f"{PREFIX}/jobs/{{job_id}}/cancel")
     def cancel_job(job_id: str):
         views = service.cancel(job_id)
         if len(views) == 1 and views[0].run_id == job_id:
-            return describe(views[0]).model_dump(mode="json")
-        data = [describe(v) for v in views]
-        return {"object": "list", "data": [j.model_dump(mode="json") for j in data]}
-
-    @app.get(f"{PREFIX}/configs")
-    def list_configs():
-        data = service.configs()
-        return {"object": "list", "data": data, "pagination": {
-            "page": 1, "page_size": len(data), "current_page_size": len(data), "total_pages": 1,
-            "total_results": len(data)}}
+            return service.describe(views[0]).model_dump(mode="json")
+        # A whole array: Customizer's job object is its first run's; `data` lists every run.
+        data = [service.describe(v).model_dump(mode="json") for v in views]
+        return {**data[0], "data": data}
 
     @app.get("/health")
     async def health():  # on the event loop: answers while every worker thread is busy reading runs
         return {"status": "ok"}
 
+    registry.register(app, service)
     dashboard.register(app, service)
     return Guard(app, token, limits)
 

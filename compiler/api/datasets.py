@@ -44,6 +44,16 @@ class DatasetRoots:
             return None
         raise UnknownDataset(f"dataset.name: no dataset {namespace}/{name}; registered: {', '.join(self.names()) or 'none'}")
 
+    def namespace_of(self, path: str | None) -> str:
+        """The namespace a dataset folder was named by: <root>/<namespace>/<name> or <root>/<name> (default)."""
+        folder = Path(path) if path else None
+        for root in self.roots:
+            if folder is not None and folder.is_relative_to(root):
+                parts = folder.relative_to(root).parts
+                if len(parts) == 2:
+                    return parts[0]
+        return "default"
+
     def names(self) -> list[str]:
         found = [f"default/{name}" for name in BUNDLED]
         for root in self.roots:

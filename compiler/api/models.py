@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from ftc.compiler.config.fields import ShellText, identifier
 
@@ -39,9 +39,24 @@ class Hyperparameters(Body):
     finetuning_type: Literal["lora", "lora_merged", "all_weights"] = "lora"
     # Upper bounds an HTTP client must not exceed; the schema checks the rest, as for the CLI.
     epochs: Annotated[int, Field(le=10_000)] | None = None
+    max_steps: Annotated[int, Field(le=1_000_000_000)] | None = None
     batch_size: Annotated[int, Field(le=1_048_576)] | None = None
     learning_rate: float | None = None
     lora: LoraHyperparameters | None = None
+
+
+class WandbSettings(Body):
+    project: Name | None = None
+    entity: Name | None = None
+    notes: Text | None = None
+    tags: Annotated[list[Name], Field(max_length=64)] | None = None
+
+
+class Integration(Body):
+    """Customizer's W&B integration: ftc logs to W&B offline, into the run folder (training.report_to)."""
+
+    type: Literal["wandb"] = "wandb"
+    wandb: WandbSettings
 
 
 class CreateJob(Body):
@@ -51,8 +66,38 @@ class CreateJob(Body):
     dataset: DatasetRef
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     output_model: Annotated[ShellText, Field(min_length=3, max_length=MAX_TEXT)] | None = Field(
-        None, description="namespace/name: the job's namespace and name; the output keeps Customizer's form"
+        None, description="namespace/name[@version]: the output's name (and the job's namespace and name)"
     )
+    name: Name | None = Field(None, description="the job's name (its run folder <model>-<name>)")
+    namespace: Name | None = None
+    integrations: Annotated[list[Integration], Field(max_length=4)] | None = None
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_as_text(cls, value):
+        """Customizer also takes the dataset as "name" or "namespace/name"."""
+        if isinstance(value, str):
+            namespace, _, name = value.rpartition("/")
+            return {"name": name, "namespace": namespace or "default"}
+        return value
+
+
+JobStatus = Literal["created", "pending", "running", "completed", "failed", "cancelled", "unknown"]
+
+
+class CreateTarget(Body):
+    """POST /v1/customization/targets: Customizer's target body; ftc reads the model from model_path
+    (name, version, num_parameters and precision come from the folder, not from what is typed)."""
+
+    model_path: Annotated[ShellText, Field(min_length=1, max_length=4096)]
+    num_parameters: Annotated[int, Field(ge=1, le=10**15)] | None = None
+    precision: Literal["int8", "bf16", "fp16", "fp32", "fp8-mixed", "bf16-mixed"] | None = None
+    name: Name | None = None
+    namespace: Name | None = None
+    base_model: Text | None = None
+    description: Text | None = None
+    enabled: bool | None = None
+    model_uri: Text | None = None
 
 
 class Pagination(BaseModel):
@@ -63,7 +108,50 @@ class Pagination(BaseModel):
     total_results: int
 
 
-JobStatus = Literal["created", "pending", "running", "completed", "failed", "cancelled", "unknown"]
+class JobWarning(BaseModel):
+    """Customizer's JobWarning ({message, explanation}), and the field it is about."""
+
+    message: str
+    explanation: str | None = None
+    field: str | None = None
+
+
+class MetricValue(BaseModel):
+    step: int
+    epoch: float
+    value: float
+
+
+class Metrics(BaseModel):
+    keys: list[Literal["train_loss", "val_loss"]]
+    metrics: dict[Literal["train_loss", "val_loss"], list[MetricValue]]
+
+
+class StatusLog(BaseModel):
+    updated_at: str
+    message: str
+    detail: str | None = None
+
+
+class StatusDetails(BaseModel):
+    """Customizer's CustomizationStatusDetails, typed as its SDK types them; ftc's extra fields after."""
+
+    model_config = ConfigDict(extra="allow")
+
+    created_at: str
+    updated_at: str
+    status: JobStatus
+    steps_completed: int | None = None
+    max_steps: int | None = None
+    steps_per_epoch: int | None = None
+    epochs_completed: int | None = None
+    best_epoch: int | None = Field(None, description="whole epochs done when the best validation loss was seen")
+    percentage_done: float | None = None
+    elapsed_time: float | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    metrics: Metrics | None = None
+    status_logs: list[StatusLog] = Field(default_factory=list)
 
 
 class Job(BaseModel):
@@ -80,7 +168,8 @@ class Job(BaseModel):
     hyperparameters: dict
     output_model: str
     status: JobStatus
-    status_details: dict = Field(default_factory=dict)
+    status_details: dict = Field(description="StatusDetails, as JSON (the dashboard reads it as such)")
+    warnings: list[JobWarning] = Field(default_factory=list)
 
 
 class JobList(BaseModel):

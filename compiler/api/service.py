@@ -8,6 +8,7 @@ local process, as `ftc status` does.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -15,11 +16,13 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import get_args
 
 from ftc.compiler import records
 from ftc.compiler.api import metrics
 from ftc.compiler.api.datasets import DatasetRoots
-from ftc.compiler.api.models import CreateJob, Job
+from ftc.compiler.api.models import (CreateJob, Job, JobStatus, JobWarning, Metrics, MetricValue, StatusDetails,
+                                     StatusLog)
 from ftc.compiler.api.translate import command_line, config_error, to_overrides
 from ftc.compiler.errors import UserError
 from ftc.compiler.records import read_record
@@ -29,7 +32,12 @@ from ftc.compiler.runs.runstate import ACTIVE, RunView
 RUN_ID = re.compile(records.RUN_ID)
 SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 RESCAN_S = 0.5
+MAX_REGISTERED = 1000  # folders POST targets may add, beyond those listed under the site's model paths
 SLURM_ANSWER_S = 2.0  # how long one answer from Slurm serves the polls of the same job
+
+
+STATES = get_args(JobStatus)
+WARNING_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)(=[^ ]*)?: ")
 
 
 class NotFound(LookupError):
@@ -62,6 +70,9 @@ class JobService:
         self._index: dict[str, list[Path]] = {}
         self._scanned = 0.0
         self._configs: list[dict] | None = None
+        self._targets: list[dict] = []
+        self._registered: list[str] = []
+        self._cluster = None
         self._answers: dict[str, tuple[float, RunView]] = {}
 
     # ------------------------------------------------------------ lookups
@@ -107,7 +118,8 @@ class JobService:
         from ftc.compiler.submit.folder import write_run
         from ftc.compiler.submit.submitter import run_to_do, submission
 
-        argv = command_line(self.operator, to_overrides(request, self.roots))
+        users = self.user_models() if request.config.startswith("local/") else {}
+        argv = command_line(self.operator, to_overrides(request, self.roots, {k: f for k, (f, _) in users.items()}))
         with self.lock:
             try:
                 job, run = compile_point(argv)
@@ -146,6 +158,9 @@ class JobService:
                 self._answers.pop(view.run_id, None)
         return runstate.resolve_states([runstate.load(f) for f in folders])
 
+    def describe(self, view: RunView) -> Job:
+        return describe(view, self.roots)
+
     # ------------------------------------------------------------ lists
 
     def views(self, page: int, page_size: int, newest_first: bool, filters: dict[str, str]) -> tuple[list[RunView], int]:
@@ -158,27 +173,98 @@ class JobService:
             chosen = folders[(page - 1) * page_size: page * page_size]
             return runstate.resolve_states([runstate.load(f) for f in chosen]), total
         every = runstate.resolve_states([runstate.load(f) for f in folders])
-        kept = [v for v in every if all(_matches(describe(v), key, value) for key, value in filters.items())]
+        kept = [v for v in every if all(_matches(self.describe(v), key, value) for key, value in filters.items())]
         return kept[(page - 1) * page_size: page * page_size], len(kept)
 
     def configs(self) -> list[dict]:
-        if self._configs is None:
-            from ftc.compiler.config.compose import load_model_config
-            from ftc.compiler.config.urn import model_entries
+        from ftc.compiler.api.catalog import config_of
+
+        self._models()
+        users = [config_of(m, v, o) for _, m in self.user_models().values() for v, o in m.training_options.items()]
+        return [*self._configs, *users]
+
+    def targets(self) -> list[dict]:
+        from ftc.compiler.api.catalog import target_of
+
+        self._models()
+        return [*self._targets, *(target_of(m) for _, m in self.user_models().values())]
+
+    # ------------------------------------------------------------ users' models (targets)
+
+    def user_models(self) -> dict[str, tuple[str, object]]:
+        """The site's user models: folders under cluster.model_paths and those registered by POST
+        targets, each composed as `model=custom model.path=DIR` is on the command line.
+        Returns {"namespace/name@version": (folder, ModelConfig)}; folders that do not read are left out."""
+        from ftc.compiler.modelfolder.route import user_models
+
+        cluster = self.cluster()
+        folders = [folder for folder, info in user_models(cluster) if not isinstance(info, str)]
+        found = {}
+        for folder in dict.fromkeys([*folders, *self._registered]):
+            try:
+                model = self.user_model(folder)
+            except UserError:
+                continue
+            found[f"{model.namespace}/{model.name}@{model.version}"] = (folder, model)
+        return found
+
+    def user_model(self, folder: str):
+        """One folder as the validated model config a job would train (its checks are the CLI's)."""
+        from ftc.compiler.api.translate import quoted
+        from ftc.compiler.config.compose import load_job
+
+        with self.lock:
+            job, _ = load_job([*self.operator, "model=custom", f"model.path={quoted(folder)}"])
+        return job.model
+
+    def cluster(self):
+        if self._cluster is None:
+            from ftc.compiler.config.compose import load_job
 
             with self.lock:
-                found = []
-                for entry in model_entries():
-                    model = load_model_config(entry.option)
-                    for variant, options in model.training_options.items():
-                        found.append({
-                            "name": model.urn(variant), "namespace": model.namespace, "base_model": model.name,
-                            "version": model.version, "gpu": variant,
-                            "max_seq_length": model.architecture.max_seq_length,
-                            "training_options": [o.model_dump() for o in options],
-                        })
-                self._configs = found
-        return self._configs
+                self._cluster = load_job(list(self.operator))[0].cluster
+        return self._cluster
+
+    def register_target(self, model_path: str) -> dict:
+        """POST targets: a folder under the site's model paths, read and kept for this server's life."""
+        from ftc.compiler.api.catalog import target_of
+        from ftc.compiler.modelfolder.route import check_policy
+
+        if not os.path.isabs(model_path):
+            raise UserError(f"model_path: must be an absolute path on the login node (got {model_path[:200]!r})")
+        check_policy(self.cluster(), model_path)
+        try:
+            model = self.user_model(model_path)
+        except UserError as exc:
+            raise UserError(*(p.replace("model.path:", "model_path:", 1) for p in exc.problems)) from None
+        if len(self._registered) < MAX_REGISTERED and model_path not in self._registered:
+            self._registered.append(model_path)
+        return target_of(model)
+
+    def _models(self) -> None:
+        """Configs and targets from the model configs, composed once (under the lock: Hydra's state)."""
+        if self._configs is not None:
+            return
+        from ftc.compiler.api.catalog import config_of, target_of
+        from ftc.compiler.config.compose import load_model_config
+        from ftc.compiler.config.urn import model_entries
+
+        with self.lock:
+            configs, targets = [], []
+            for entry in model_entries():
+                model = load_model_config(entry.option)
+                targets.append(target_of(model))
+                configs += [config_of(model, variant, options) for variant, options in model.training_options.items()]
+            self._configs, self._targets = configs, targets
+
+    def output_models(self) -> list[dict]:
+        """Every completed run's output, newest first."""
+        from ftc.compiler.api.catalog import output_model
+
+        folders = runstate.find_runs(self.output_root)
+        folders.reverse()
+        found = [output_model(v) for v in runstate.resolve_states([runstate.load(f) for f in folders])]
+        return [m for m in found if m is not None]
 
 
 def _index(folders: list[Path]) -> dict[str, list[Path]]:
@@ -201,62 +287,84 @@ def _matches(job: Job, key: str, value: str) -> bool:
     return True
 
 
-def describe(view: RunView) -> Job:
+def describe(view: RunView, roots: DatasetRoots | None = None) -> Job:
     """A run as Customizer's job object; everything comes from the run folder's own records."""
     plan, record, status = view.plan, view.record or {}, view.status
     job = plan.get("job") or {}
-    method = job.get("method") or {}
+    method, data = job.get("method") or {}, job.get("data") or {}
     hyper = {"training_type": {"lora": "sft", "sft": "sft"}.get(method.get("name"), method.get("name")),
              "finetuning_type": method.get("finetuning_type")}
     hyper.update({k: method.get(k) for k in ("epochs", "batch_size", "learning_rate", "max_steps")})
     if isinstance(method.get("lora"), dict) and method.get("finetuning_type") in ("lora", "lora_merged"):
         hyper["lora"] = {k: method["lora"].get(k) for k in ("adapter_dim", "adapter_dropout", "alpha")}
-    created = record.get("submitted_at") or _iso(_mtime(view.run_dir / "plan.json") or 0)
-    updated = status.get("updated_at") or created
+    created = _timestamp(record.get("submitted_at")) or _iso(_mtime(view.run_dir / "plan.json") or 0)
+    updated = _timestamp(status.get("updated_at")) or created
     return Job(
         id=view.run_id, namespace=job.get("namespace", "default"), name=job.get("name", view.name),
         created_at=created, updated_at=updated, config=plan.get("model_urn", ""),
-        dataset={"name": (job.get("data") or {}).get("name")}, hyperparameters=hyper,
+        dataset={"name": data.get("name"), "namespace": (roots or DatasetRoots(())).namespace_of(data.get("path"))},
+        hyperparameters=hyper,
         output_model=plan.get("output_name", ""), status=view.state if view.state != "unknown" else "unknown",
-        status_details=status_details(view),
+        status_details=status_details(view, created, updated).model_dump(mode="json"),
+        warnings=[job_warning(w) for w in plan.get("warnings") or [] if isinstance(w, str)],
     )
 
 
-def status_details(view: RunView) -> dict:
-    """Customizer's status fields, from status.json, metrics.jsonl and the resolved state."""
+def job_warning(line: str) -> JobWarning:
+    """A plan warning, `field[=value]: what`, as Customizer's JobWarning with the field apart."""
+    named = WARNING_FIELD.match(line)
+    return JobWarning(message=line, field=named.group(1) if named else None)
+
+
+def _timestamp(value) -> str | None:
+    """An ISO 8601 time from a record, or None: the SDK parses these as datetimes."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).isoformat()
+    except ValueError:
+        return None
+
+
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _float(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def status_details(view: RunView, created: str, updated: str) -> StatusDetails:
+    """Customizer's status fields, typed as its SDK types them, from status.json, metrics.jsonl and
+    the resolved state; ftc's own (eta_s, epochs, eval, job...) come after."""
     status = view.status
-    percent = status.get("percent")
-    if view.state == "completed":
-        percent = 100.0
-    epoch = status.get("epoch")
+    percent = 100.0 if view.state == "completed" else _float(status.get("percent"))
     history = metrics.read(view.run_dir)
     eval_report = records.load(view.run_dir, records.EVAL_FILE, records.EvalRecord)[0]
-    return {
-        "status": view.state,
-        "reason": view.reason or None,
-        "steps_completed": status.get("step"),
-        "max_steps": status.get("max_steps"),
-        "epochs_completed": int(epoch) if isinstance(epoch, (int, float)) else None,
-        "percentage_done": percent,
-        "elapsed_time": view.elapsed_s,
-        "eta_s": status.get("eta_s") if view.state in ACTIVE else None,
-        "best_epoch": status.get("best_epoch"),
-        "train_loss": status.get("train_loss"),
-        "val_loss": status.get("val_loss"),
-        "best_val_loss": status.get("best_val_loss"),
-        "early_stopped": status.get("early_stopped"),
-        "error": status.get("error"),
-        "epochs": history.per_epoch(),
-        "metrics": {
-            "keys": ["train_loss", "val_loss"],
-            "metrics": {
-                "train_loss": [{"step": p.step, "epoch": p.epoch, "value": p.value} for p in history.train],
-                "val_loss": [{"step": p.step, "epoch": p.epoch, "value": p.value} for p in history.val],
-            },
-        },
-        "eval": {"before": eval_report.get("before"), "after": eval_report.get("after")} if eval_report else None,
-        "job": (view.record or {}).get("job"),
-    }
+    state = view.state if view.state in STATES else "unknown"
+    log = [StatusLog(updated_at=created, message="created")]
+    if state != "created":
+        log.append(StatusLog(updated_at=updated, message=state, detail=view.reason or None))
+    return StatusDetails(
+        created_at=created, updated_at=updated, status=state,
+        steps_completed=_int(status.get("step")), max_steps=_int(status.get("max_steps")),
+        epochs_completed=_int(status.get("epoch")), best_epoch=_int(status.get("best_epoch")),
+        percentage_done=percent, elapsed_time=_float(view.elapsed_s),
+        train_loss=_float(status.get("train_loss")), val_loss=_float(status.get("val_loss")),
+        metrics=Metrics(keys=["train_loss", "val_loss"], metrics={
+            "train_loss": [MetricValue(step=p.step, epoch=p.epoch, value=p.value) for p in history.train],
+            "val_loss": [MetricValue(step=p.step, epoch=p.epoch, value=p.value) for p in history.val],
+        }),
+        status_logs=log,
+        reason=view.reason or None,
+        eta_s=_float(status.get("eta_s")) if view.state in ACTIVE else None,
+        best_val_loss=_float(status.get("best_val_loss")),
+        early_stopped=status.get("early_stopped"),
+        error=status.get("error"),
+        epochs=history.per_epoch(),
+        eval={"before": eval_report.get("before"), "after": eval_report.get("after")} if eval_report else None,
+        job=(view.record or {}).get("job"),
+    )
 
 
 def output_root_of(operator: Sequence[str]) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ftc.compiler.api.datasets import DatasetRoots
 from ftc.compiler.api.models import CreateJob, Hyperparameters
-from ftc.compiler.config.fields import identifier
+from ftc.compiler.config.schema import output_model_name
 from ftc.compiler.config.urn import URN, find_model
 from ftc.compiler.errors import UserError
 
@@ -81,7 +81,7 @@ def _method(h: Hyperparameters) -> list[str]:
     out = [f"method={group}"]
     if finetuning:
         out.append(f"method.finetuning_type={finetuning}")
-    for field in ("epochs", "batch_size", "learning_rate"):
+    for field in ("epochs", "max_steps", "batch_size", "learning_rate"):
         value = getattr(h, field)
         if value is not None:
             out.append(f"method.{field}={value!r}")
@@ -104,24 +104,45 @@ def _dataset(request: CreateJob, roots: DatasetRoots) -> list[str]:
 
 
 def _output(request: CreateJob) -> list[str]:
+    """output_model names the output (the schema's check, as for `output_model=` on the command line);
+    its namespace and name are also the job's, so the run folder is <namespace>/<model>-<name>."""
     if request.output_model is None:
         return []
-    namespace, sep, name = request.output_model.partition("/")
-    if not sep or "/" in name:
-        raise UserError(f"output_model: must be namespace/name (got {request.output_model!r})")
     try:
-        identifier(namespace), identifier(name)
+        output_model_name(request.output_model)
     except ValueError as exc:
         raise UserError(f"output_model: {exc}") from None
-    return [f"namespace={namespace}", f"name={name}"]
+    namespace, _, name = request.output_model.partition("@")[0].partition("/")
+    return [f"namespace={namespace}", f"name={name}", f"output_model={quoted(request.output_model)}"]
 
 
-def to_overrides(request: CreateJob, roots: DatasetRoots) -> Translation:
+def _job(request: CreateJob) -> list[str]:
+    """The job's own name and namespace, and W&B (offline, into the run folder) for an integration."""
+    out = [f"{key}={value}" for key, value in (("namespace", request.namespace), ("name", request.name)) if value]
+    if request.integrations:
+        out.append("training.report_to=[wandb]")
+    return out
+
+
+def _model(urn: str, user_models: dict[str, str]) -> list[str]:
+    """A shipped model by its URN; a user's model (a target, local/<name>@<version>) as the command
+    line names it, model=custom model.path=DIR, with the URN's +GPU as model.variant."""
+    match = URN.match(urn.strip())
+    if match and match["namespace"] == "local" and match["version"]:
+        folder = user_models.get(f"local/{match['name']}@{match['version']}")
+        if folder is None:
+            raise UnknownConfig(f"model.urn: no model config {urn!r}; targets lists the users' models")
+        variant = [f"++model.variant={match['variant']}"] if match["variant"] else []
+        return ["model=custom", f"model.path={quoted(folder)}", *variant]
+    return [f"model.urn={urn}"]
+
+
+def to_overrides(request: CreateJob, roots: DatasetRoots, user_models: dict[str, str] | None = None) -> Translation:
     """The request's overrides; names and numbers were checked by the request model, the rest
     (ranges, guard rails, the URN's variant against the partition) by the schema as for the CLI."""
     check_version(request.config)
-    overrides = [f"model.urn={request.config}", *_method(request.hyperparameters), *_dataset(request, roots),
-                 *_output(request)]
+    overrides = [*_model(request.config, user_models or {}), *_method(request.hyperparameters), *_dataset(request, roots),
+                 *_output(request), *_job(request)]
     return Translation(overrides)
 
 

@@ -14,6 +14,7 @@ import grp
 import os
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ftc.compiler.errors import UserError
@@ -39,28 +40,31 @@ def problem(path: str | Path, info: os.stat_result, what: str) -> str | None:
     mode = info.st_mode
     sticky_dir = stat.S_ISDIR(mode) and mode & stat.S_ISVTX
     if mode & stat.S_IWOTH and not sticky_dir:
-        return f"{what} {path}: writable by every user (chmod o-w); ftc will not use it"
+        return f"{what} {path}: writable by every user (mode {mode & 0o7777:04o}; chmod o-w); ftc will not use it"
     if mode & stat.S_IWGRP and not sticky_dir and info.st_gid != _shared_gid():
         return (f"{what} {path}: writable by its group (chmod g-w, or set {SHARED_GROUP_ENV}=<group> "
                 "for a folder your team shares); ftc will not use it")
     return None
 
 
-def check(path: str | Path, what: str) -> None:
-    """Refuse `path` when others may write it (a link is judged by what it points at)."""
+def _problem_at(path: str | Path, what: str) -> str | None:
     info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode):
+    if stat.S_ISLNK(info.st_mode):  # a link is judged by what it points at
         try:
             info = os.stat(path)
         except OSError:
-            raise UserError(f"{what} {path}: a link to nothing") from None
-    found = problem(path, info, what)
+            return f"{what} {path}: a link to nothing"
+    return problem(path, info, what)
+
+
+def check(path: str | Path, what: str) -> None:
+    """Refuse `path` when others may write it (a link is judged by what it points at)."""
+    found = _problem_at(path, what)
     if found:
         raise UserError(found)
 
 
-def check_parents(path: str | Path, what: str) -> None:
-    """Refuse when a folder above `path` (resolved) lets others replace what lies below it."""
+def _parent_problems(path: str | Path, what: str) -> Iterator[str]:
     current = Path(os.path.realpath(path)).parent
     while True:
         try:
@@ -70,31 +74,49 @@ def check_parents(path: str | Path, what: str) -> None:
         if info is not None:
             found = problem(current, info, f"{what}: the folder above,")
             if found:
-                raise UserError(found)
+                yield found
         if current.parent == current:
             return
         current = current.parent
+
+
+def check_parents(path: str | Path, what: str) -> None:
+    """Refuse when a folder above `path` (resolved) lets others replace what lies below it."""
+    for found in _parent_problems(path, what):
+        raise UserError(found)
 
 
 _checked: dict[str, float] = {}  # folder -> when it was last found safe
 RECHECK_S = 10.0  # a long-lived `ftc serve` sees a later chmod within this
 
 
-def check_tree(folder: str | Path, what: str, limit: int = 10_000, each=None) -> None:
-    """A site folder: its parents, itself and every entry below it (at most `limit`; `each(path)` on
-    every file), once per process."""
+def tree_problems(folder: str | Path, what: str, limit: int = 10_000, each=None) -> Iterator[str]:
+    """Every reason not to trust a site folder: its parents, itself and each entry below it (at most
+    `limit`; `each(path)` runs on every file found safe). `ftc site check` lists them all."""
     key = os.path.realpath(folder)
-    if time.monotonic() - _checked.get(key, -RECHECK_S) < RECHECK_S:
-        return
-    check_parents(key, what)
-    check(key, what)
+    yield from _parent_problems(key, what)
+    found = _problem_at(key, what)
+    if found:
+        yield found
     seen = 0
     for root, dirs, files in os.walk(key):
         for name in dirs + files:
             seen += 1
             if seen > limit:
-                raise UserError(f"{what} {folder}: more than {limit} entries; a site folder holds configs")
-            check(os.path.join(root, name), what)
-            if each is not None and name in files:
+                yield f"{what} {folder}: more than {limit} entries; a site folder holds configs"
+                return
+            found = _problem_at(os.path.join(root, name), what)
+            if found:
+                yield found
+            elif each is not None and name in files:
                 each(os.path.join(root, name))
+
+
+def check_tree(folder: str | Path, what: str, limit: int = 10_000, each=None) -> None:
+    """Refuse a site folder at its first problem (see tree_problems), once per process."""
+    key = os.path.realpath(folder)
+    if time.monotonic() - _checked.get(key, -RECHECK_S) < RECHECK_S:
+        return
+    for found in tree_problems(key, what, limit, each):
+        raise UserError(found)
     _checked[key] = time.monotonic()

@@ -201,6 +201,12 @@ def compose_config(args: Sequence[str]) -> tuple[DictConfig, dict]:
     they are the model config's guard rails, which no override may change, and leaving them out
     of the per-point copy keeps large sweeps fast.
     """
+    cfg, training_options, _ = compose_with_notes(args)
+    return cfg, training_options
+
+
+def compose_with_notes(args: Sequence[str]) -> tuple[DictConfig, dict, list[str]]:
+    """compose_config, and the notes on what the caller's values changed besides themselves."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.errors import HydraException
 
@@ -216,7 +222,24 @@ def compose_config(args: Sequence[str]) -> tuple[DictConfig, dict]:
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
         except (HydraException, OmegaConfBaseException) as exc:
             raise UserError(_override_error_line(override, exc)) from None
-    return cfg, training_options
+    return cfg, training_options, _epochs_win(cfg, {o.key_or_group for o in values})
+
+
+def _epochs_win(cfg: DictConfig, keys: set[str]) -> list[str]:
+    """An explicit `method.epochs` turns off the max_steps a recipe (or a site's config) set, which
+    would otherwise stop training early without a word; the note is the plan's first warning
+    (so strict=true refuses the job naming both).
+    Both set explicitly: both stand, max_steps decides as in transformers, and a note says so."""
+    method = cfg.get("method")
+    if "method.epochs" not in keys or method is None or method.get("max_steps") is None:
+        return []
+    if "method.max_steps" in keys:  # both said (an API operator's max_steps and a body's epochs): say which decides
+        return [f"method.max_steps={method.max_steps}: set with method.epochs={method.epochs}; training stops "
+                f"after {method.max_steps} steps, whatever the epochs"]
+    note = (f"method.max_steps=null: method.epochs={method.epochs} was set, so the recipe's "
+            f"max_steps={method.max_steps} is off and training runs {method.epochs} epoch(s)")
+    method.max_steps = None
+    return [note]
 
 
 @lru_cache(maxsize=64)
@@ -278,7 +301,7 @@ def resolve(cfg: DictConfig) -> dict:
 
 def load_job(args: Sequence[str]) -> tuple[JobConfig, dict]:
     """Compose, resolve and validate: the validated job and the resolved dict it came from."""
-    cfg, training_options = compose_config(args)
+    cfg, training_options, notes = compose_with_notes(args)
     resolved = resolve(cfg)
     if training_options is not None:
         resolved["model"]["training_options"] = training_options
@@ -286,7 +309,9 @@ def load_job(args: Sequence[str]) -> tuple[JobConfig, dict]:
         job = JobConfig.model_validate(resolved)
     except ValidationError as exc:
         raise UserError(*format_validation_error(exc)) from None
-    return attach_model(job), resolved
+    job = attach_model(job)
+    job.notes.extend(notes)
+    return job, resolved
 
 
 def load_model_config(option: str):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ftc.compiler.config.fields import (
     MAX_COUNT,
+    MAX_SLURM_MINUTES,
     SET_BY_SITE,
     SET_BY_USER,
     Auto,
@@ -30,6 +31,7 @@ from ftc.compiler.config.methods import Method
 from ftc.compiler.data.formats import FIELD_NAMES, FORMATS
 from ftc.compiler.limits import SWEEP_POINTS, SWEEP_POINTS_CEILING
 from ftc.compiler.modelfolder.families import FAMILY_NAMES
+from ftc.compiler.render.directives import SLURM_NAME
 
 # ---------------------------------------------------------------- model configs
 
@@ -237,15 +239,33 @@ class Partition(Strict):
 
 
 class Container(Strict):
-    kind: Literal["none", "pyxis", "apptainer"] = "none"
+    kind: Literal["none", "pyxis", "apptainer", "singularity"] = "none"
     image: ShellText | None = None
-    mounts: list[ShellText] = Field(default_factory=list)
+    mounts: list[ShellText] = Field(
+        default_factory=list, description="SRC[:DST[:OPTS]] each: pyxis --container-mounts, apptainer/singularity --bind"
+    )
 
     @model_validator(mode="after")
     def _image(self) -> "Container":
         if self.kind != "none" and not self.image:
             raise ValueError(f"cluster.container.image: container kind {self.kind} needs cluster.container.image")
         return self
+
+
+class QosLimit(Strict):
+    """A QOS's per-job limits, as `sacctmgr show qos` lists them (MaxWall, MaxTRESPerJob): the planner
+    keeps within them and refuses what Slurm would leave pending for ever."""
+
+    max_time: str | None = Field(None, description="MaxWall, a Slurm time like 04:00:00")
+    max_gpus_per_job: int | None = Field(None, ge=1, le=MAX_COUNT, description="MaxTRESPerJob gres/gpu")
+    max_nodes_per_job: int | None = Field(None, ge=1, le=MAX_COUNT, description="MaxTRESPerJob node")
+
+    @field_validator("max_time")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None:
+            slurm_minutes(value)
+        return value
 
 
 class SiteGpu(Strict):
@@ -275,8 +295,12 @@ class ClusterConfig(Strict):
     partitions: dict[str, Partition] = Field(min_length=1)
     account: ShellText | None = Field(None, json_schema_extra=SET_BY_USER)
     qos: ShellText | None = Field(None, json_schema_extra=SET_BY_USER)
-    gpu_request: Literal["gpus-per-node", "gres"] = Field(
-        "gpus-per-node", description="how GPUs are asked for: --gpus-per-node=N or --gres=gpu:TYPE:N"
+    qos_limits: dict[str, QosLimit] = Field(
+        default_factory=dict, description="per QOS name: its per-job limits (else read with sacctmgr when it answers)"
+    )
+    gpu_request: Literal["gpus", "gpus-per-node", "gres"] = Field(
+        "gpus-per-node", description="how GPUs are asked for: gpus (or gpus-per-node): --gpus-per-node=N; "
+        "gres: --gres=gpu:TYPE:N"
     )
     gres_name: ShellText | None = Field(
         None, description="the TYPE in --gres=gpu:TYPE:N where a partition sets no gres_type; none: --gres=gpu:N"
@@ -329,6 +353,14 @@ class ClusterConfig(Strict):
         """The chosen partition's GPU (or the one named), from ftc's catalogue and the site's."""
         return catalogue(self.gpus)[name or self.chosen.gpu]
 
+    @field_validator("qos_limits")
+    @classmethod
+    def _qos_names(cls, value: dict) -> dict:
+        for name in value:
+            if not SLURM_NAME.fullmatch(name):
+                raise ValueError(f"{name[:80]!r} is not a Slurm QOS name (letters, digits, '.', '_', '-', '+', '@')")
+        return value
+
     @model_validator(mode="after")
     def _rdzv_ports(self) -> "ClusterConfig":
         last = self.rdzv_port_first + self.rdzv_port_count - 1
@@ -340,7 +372,7 @@ class ClusterConfig(Strict):
     def _container_setup_needs_a_container(self) -> "ClusterConfig":
         for name, part in self.partitions.items():
             if part.container_setup and self.container.kind == "none":
-                raise ValueError(f"cluster.partitions.{name}.container_setup: needs cluster.container.kind pyxis or apptainer")
+                raise ValueError(f"cluster.partitions.{name}.container_setup: needs cluster.container.kind pyxis, apptainer or singularity")
         return self
 
     @property
@@ -405,11 +437,30 @@ class Training(Strict):
     seed: int = Field(42, ge=0, le=2**32 - 1, description="0 to 2**32-1, the range numpy's seed takes")
     eval_steps: int = Field(10, ge=1, le=MAX_COUNT, description="validate every this many optimizer steps")
     save_steps: int = Field(50, ge=1, le=MAX_COUNT, description="checkpoint every this many optimizer steps")
+    checkpoint_minutes: float | Auto = Field(
+        "auto", description="also checkpoint at least this often by wall time, so a hard kill (TIMEOUT, NODE_FAIL, "
+        "OOM) loses at most this much; auto: a tenth of --time, at most 30"
+    )
     logging_steps: int = Field(1, ge=1, le=MAX_COUNT)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="trackers, each writing into the run folder (tensorboard/, mlruns/, wandb/: offline)"
     )
+
+
+    @field_validator("checkpoint_minutes", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value):
+        if isinstance(value, bool):
+            raise ValueError(f"must be auto or minutes, not true or false (got {value})")
+        return value
+
+    @field_validator("checkpoint_minutes")
+    @classmethod
+    def _minutes(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and not 0 < value <= MAX_SLURM_MINUTES:
+            raise ValueError(f"must be auto or minutes above 0, at most {MAX_SLURM_MINUTES} (got {value})")
+        return value
 
 
 class GeneralEval(Strict):
@@ -429,6 +480,9 @@ class JobConfig(Strict):
 
     name: str = Field(description="job name (default <data>-<method>); the run folder is <model.name>-<name>")
     namespace: str = "default"
+    output_model: str | None = Field(
+        None, description="the output's name, namespace/name[@version] (Customizer's output_model); without a "
+        "version ftc appends @<run id>; default <namespace>/<model.name>-<data.name>-<finetuning_type>@<run id>")
     output_root: PathText = Field(description="run folders go to <output_root>/<namespace>/<model.name>-<name>/<run_id>")
     dry_run: bool = False
     strict: bool = Field(False, description="turn warnings into errors")
@@ -441,11 +495,33 @@ class JobConfig(Strict):
     resources: Resources = Field(default_factory=Resources)
     training: Training = Field(default_factory=Training)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    # Why composing changed a value the caller did not set (compose._epochs_win): the plan's first warnings.
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return self._notes
 
     @field_validator("name", "namespace")
     @classmethod
     def _names(cls, value: str) -> str:
         return identifier(value)
+
+    @field_validator("output_model")
+    @classmethod
+    def _output_model(cls, value: str | None) -> str | None:
+        return None if value is None else output_model_name(value)
+
+
+def output_model_name(value: str) -> str:
+    """namespace/name or namespace/name@version, each part an identifier."""
+    ref, at, version = value.partition("@")
+    namespace, slash, name = ref.partition("/")
+    if not slash or "/" in name or (at and not version):
+        raise ValueError(f"must be namespace/name or namespace/name@version (got {value[:120]!r})")
+    for part in (namespace, name, *((version,) if at else ())):
+        identifier(part)
+    return value
 
 
 # Fields that change nothing in the files a plan writes, so they stay out of the run id.

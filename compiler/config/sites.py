@@ -23,15 +23,19 @@ def site_entries() -> list[str]:
     return [entry for entry in os.environ.get(SITE_ENV, "").split(os.pathsep) if entry]
 
 
-def site_folders() -> list[str]:
-    """Admin config folders from $FTC_SITE_CONFIG (colon-separated), first one wins, as absolute paths."""
+def site_folders(trusted_only: bool = True) -> list[str]:
+    """Admin config folders from $FTC_SITE_CONFIG (colon-separated), first one wins, as absolute paths.
+
+    Each is refused when others may write it; `ftc site check` alone asks for them unchecked, to list
+    every such problem beside the others."""
     folders = []
     for entry in site_entries():
         if any(c in entry for c in "\n\r\0"):
             raise UserError(f"{SITE_ENV}: a folder name with a control character: {entry!r}")
         if not os.path.isdir(entry):
             raise UserError(f"{SITE_ENV}: no such folder {entry}")
-        ownership.check_tree(entry, "site folder", each=limits.check_site_file)  # others may not write it
+        if trusted_only:
+            ownership.check_tree(entry, "site folder", each=limits.check_site_file)  # others may not write it
         folders.append(os.path.abspath(entry))
     return folders
 

@@ -37,7 +37,13 @@ def _message(error: dict) -> str:
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:
-    lines = []
+    return _merge_union_branches(list(dict.fromkeys(line for _, line in located_problems(exc))))
+
+
+def located_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
+    """(the keys the value sits under, one line naming its dotted field) per error: a site check
+    finds the keys' line in the file."""
+    out = []
     for error in exc.errors():
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # `int | 'auto'` unions report one error per branch; the field is what matters.
@@ -45,10 +51,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         field, message = _dotted(loc), _message(error)
         if FIELD_PREFIX.match(message):  # a cross-field check names its own field
             field, message = message.split(": ", 1)
-        line = f"{field}: {message}" if field else message
-        if line not in lines:
-            lines.append(line)
-    return _merge_union_branches(lines)
+        out.append((loc, f"{field}: {message}" if field else message))
+    return out
 
 
 def _merge_union_branches(lines: list[str]) -> list[str]:

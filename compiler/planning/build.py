@@ -19,6 +19,7 @@ from ftc.compiler.checks.inputs import model_path_warnings
 from ftc.compiler.checks.lora_targets import resolve_targets
 from ftc.compiler.config.schema import RUN_ID_EXCLUDED, JobConfig
 from ftc.compiler.errors import UserError
+from ftc.compiler.planning import qos
 from ftc.compiler.planning.deepspeed import deepspeed_config
 from ftc.compiler.planning.estimate import estimate_time, sbatch_time
 from ftc.compiler.planning.plan import DatasetSummary, Plan
@@ -30,14 +31,18 @@ CHAT_TEMPLATE_TOKENS = 64  # headers and special tokens a chat template adds (Ll
 
 
 def run_id(job: JobConfig, data_digest: str) -> str:
-    """A short hash of the validated request: the same request always gets the same id.
+    """A short hash of what the user asked for: the validated request and the data's bytes.
 
-    The data enter by content, not by path: the same files in another folder (a copy, another
-    checkout of the bundled demo) are the same run.
+    The same request always gets the same id, across ftc releases too (an upgrade of a shared
+    environment must find the runs it queued and completed: ftc's version is not hashed), and a
+    field a later release adds with a default leaves ids as they were (values equal to the schema's
+    default are left out). The data enter by content, not by path: the same files in another folder
+    (a copy, another checkout of the bundled demo) are the same run.
     """
-    request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED))
-    request["data"]["path"] = request["data"]["replay"]["path"] = None
-    canonical = json.dumps({"ftc": ftc.__version__, "job": request, "data": data_digest},
+    request = job.model_dump(mode="json", exclude=set(RUN_ID_EXCLUDED), exclude_defaults=True)
+    for data in (request.get("data", {}), request.get("data", {}).get("replay", {})):
+        data.pop("path", None)
+    canonical = json.dumps({"job": request, "method": job.method.name, "data": data_digest},
                            sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
 
@@ -100,37 +105,50 @@ def run_dir(job: JobConfig, rid: str) -> str:
     return os.path.join(os.path.abspath(job.output_root), job.namespace, f"{job.model.name}-{job.name}", rid)
 
 
+def output_name(job: JobConfig, rid: str) -> str:
+    """The caller's output_model (@<run id> appended when it has no version), or Customizer's default."""
+    if job.output_model:
+        return job.output_model if "@" in job.output_model else f"{job.output_model}@{rid}"
+    return f"{job.namespace}/{job.model.name}-{job.data.name}-{job.method.finetuning_type}@{rid}"
+
+
 def build_plan(job: JobConfig) -> Plan:
     option = guards.training_option(job)
     seq_len = guards.max_seq_length(job, option)
     data_files = _files_signature(job.data.path, job.data.replay.path)
     dataset = _inspect(job.data, job.method.name, seq_len, data_files, job.model.path)
     rows = dataset.rows.get("training", 0) + dataset.rows.get("replay", 0)
-    solution = solve(job, rows, padded_length(job, dataset, seq_len))
+    limits = qos.qos_limits(job)
+    if job.resources.time != "auto":
+        qos.check_time(job.resources.time, limits)
+    planned = qos.within(job, limits)  # the partition as far as the QOS lets one job use it
+    try:
+        solution = solve(planned, rows, padded_length(job, dataset, seq_len))
+    except UserError as exc:
+        raise qos.explain(exc, limits) from None
     topology = solution.topology
     gpu, precision = job.cluster.chosen.gpu, solution.precision
-    estimate = estimate_time(job, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len,
+    estimate = estimate_time(planned, topology, rows, mean_tokens=dataset.mean_tokens(), seq_len=seq_len,
                              validation_rows=dataset.rows.get("validation", 0))
     if job.resources.time == "auto":
-        time_limit = sbatch_time(estimate.hours, job.cluster.chosen.max_time)[0]
+        time_limit = sbatch_time(estimate.hours, planned.cluster.chosen.max_time)[0]
     else:
         time_limit = job.resources.time
         guards.check_time(job, time_limit)
     warnings, errors = advise(job, dataset.rows.get("training", 0))
     targets = resolve_targets(job)
-    warnings = [*solution.warnings, *targets.warnings, *warnings, *model_path_warnings(job)]
+    warnings = [*job.notes, *solution.warnings, *targets.warnings, *warnings, *model_path_warnings(job)]
     if errors:
         raise UserError(*errors)
     if job.strict and warnings:
         raise UserError(*(f"{w} (strict=true turns warnings into errors)" for w in warnings))
     rid = run_id(job, _data_digest(data_files))
     job = job.model_copy(update={k: JobConfig.model_fields[k].default for k in RUN_ID_EXCLUDED})
-    finetuning = job.method.finetuning_type
     return Plan(
         ftc_version=ftc.__version__,
         run_id=rid,
         run_dir=run_dir(job, rid),
-        output_name=f"{job.namespace}/{job.model.name}-{job.data.name}-{finetuning}@{rid}",
+        output_name=output_name(job, rid),
         model_urn=job.model.urn(guards.variant_of(job)),
         gpu=gpu,
         precision=precision,

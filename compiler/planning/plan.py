@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftc.compiler.config.schema import JobConfig
+from ftc.compiler.planning.versions import PLAN_SCHEMA
 
 
 class Frozen(BaseModel):
@@ -88,10 +89,12 @@ class TimeEstimate(Frozen):
 
 
 class Plan(Frozen):
-    ftc_version: str
+    plan_schema: int = Field(PLAN_SCHEMA, ge=1, description="plan.json's schema version (see planning/versions.py)")
+    ftc_version: str = Field(description="the ftc release that compiled the plan")
     run_id: str
     run_dir: str = Field(description="absolute path of the run folder")
-    output_name: str = Field(description="namespace/<base>-<dataset>-<finetuning>@<run_id>, as NeMo Customizer names them")
+    output_name: str = Field(description="job.output_model (+ @<run_id> without a version), else "
+                             "namespace/<base>-<dataset>-<finetuning>@<run_id>, as NeMo Customizer names them")
     model_urn: str
     gpu: str = Field(description="GPU catalogue key of the partition")
     precision: Literal["bf16", "fp32"]

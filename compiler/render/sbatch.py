@@ -140,15 +140,18 @@ def threads_per_worker(plan: Plan) -> int:
     return max(1, cpus_per_task(plan) // plan.topology.gpus_per_node)
 
 
-def _context(plan: Plan) -> dict:
+def job_context(plan: Plan) -> dict:
+    """The variables job.sbatch.j2 (and a site's override of it) renders with."""
     cluster, topo = plan.job.cluster, plan.topology
     srun_args: list[object] = ["--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     if cluster.srun_mpi:
         srun_args.append(f"--mpi={slurm.slurm_name('cluster.srun_mpi', cluster.srun_mpi)}")
-    if cluster.container.kind == "pyxis":
-        srun_args.append(f"--container-image={slurm.slurm_text('cluster.container.image', cluster.container.image)}")
-        if cluster.container.mounts:
-            mounts = [slurm.mount_entry(f"cluster.container.mounts.{i}", m) for i, m in enumerate(cluster.container.mounts)]
+    container = cluster.container
+    mounts = [slurm.mount_entry(f"cluster.container.mounts.{i}", m) for i, m in enumerate(container.mounts)]
+    image = slurm.slurm_text("cluster.container.image", container.image) if container.kind != "none" else None
+    if container.kind == "pyxis":
+        srun_args.append(f"--container-image={image}")
+        if mounts:
             srun_args.append(f"--container-mounts={','.join(mounts)}")
     return {
         "ftc_version": plan.ftc_version,
@@ -159,8 +162,10 @@ def _context(plan: Plan) -> dict:
         "env": sorted(cluster.job_env.items()),
         "setup_lines": [ShellRaw(line) for line in cluster.setup_lines],
         "srun_args": srun_args,
-        "apptainer_image": slurm.slurm_text("cluster.container.image", cluster.container.image)
-        if cluster.container.kind == "apptainer" else None,
+        "container_runtime": None if container.kind == "none" else container.kind,
+        # apptainer/singularity exec --nv [--bind SRC[:DST[:OPTS]] ...] IMAGE: one --bind per mount
+        "container_exec": [container.kind, "exec", "--nv", *(a for m in mounts for a in ("--bind", m)), image]
+        if container.kind in ("apptainer", "singularity") else None,
         "container_setup": container_setup(cluster.chosen.container_setup),
         "nproc_per_node": topo.gpus_per_node,
         "threads_per_worker": threads_per_worker(plan),
@@ -182,13 +187,17 @@ def container_setup(lines: list[str]) -> ShellRaw | None:
 
 
 def render_sbatch(plan: Plan) -> str:
-    env = environment(plan.job.cluster.template_dir)
+    return render_template(plan.job.cluster.template_dir, TEMPLATE, job_context(plan))
+
+
+def render_template(template_dir: str | None, name: str, context: dict) -> str:
+    """A script template rendered by these rules; a template's mistake is one line naming it."""
+    env = environment(template_dir)
     try:
-        script = env.get_template(TEMPLATE).render(_context(plan))
+        return env.get_template(name).render(context)
     except jinja2.UndefinedError as exc:
-        raise UserError(f"template {TEMPLATE}: {exc.message}") from None
+        raise UserError(f"template {name}: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:
         raise UserError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
     except jinja2.TemplateError as exc:
-        raise UserError(f"template {TEMPLATE}: {exc}") from None
-    return script
+        raise UserError(f"template {name}: {exc}") from None

@@ -142,10 +142,11 @@ def _plan_lines(view: RunView) -> list[str]:
     from pydantic import ValidationError
 
     from ftc.compiler.planning.plan import Plan
+    from ftc.compiler.planning.versions import migrate
     from ftc.compiler.report import summary
 
-    try:
-        return summary(Plan.model_validate(view.plan)).splitlines()
+    try:  # a plan an earlier release wrote is shown as this one reads it
+        return summary(Plan.model_validate(migrate(view.plan))).splitlines()
     except (ValidationError, TypeError, ValueError, AttributeError, KeyError):
         return [f"run        {view.plan.get('output_name', view.run_id)}", f"run folder {view.run_dir}"]
 

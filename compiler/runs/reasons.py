@@ -10,6 +10,7 @@ from ftc.compiler import records
 LOG_SCAN_BYTES = 1 << 20  # the tail of the log that is searched (the last attempt of a requeued job)
 EXIT_MEANINGS = {
     2: "ftc refused the plan or its input",
+    69: "the container runtime is missing on the node (the log's error line names it)",
     126: "a command could not be executed",
     127: "command not found: a setup line or the launcher is missing on the node",
     130: "interrupted",
@@ -20,7 +21,7 @@ EXIT_MEANINGS = {
 }
 STATE_MEANINGS = {
     "out of memory": "the kernel's OOM killer ended it (ask for more memory, or a smaller micro batch)",
-    "timeout": "the job reached its time limit (the runtime checkpoints at Slurm's warning; resubmit to resume)",
+    "timeout": "the job reached its time limit",
     "node fail": "a node of the job stopped answering",
 }
 SLURM_WRAPPERS = ("srun:", "slurmstepd:")
@@ -65,9 +66,24 @@ def meaning(reason: str) -> str:
     return STATE_MEANINGS.get(reason, "")
 
 
+HARD_ENDS = ("timeout", "node fail", "out of memory")
+
+
+def resume_note(run_dir: Path) -> str:
+    """What submitting the run again does, honestly: the newest complete checkpoint, or none."""
+    from ftc.runtime.checkpoints import last_complete  # no torch: the login node may import it
+
+    newest = last_complete(run_dir)
+    if newest is None:
+        return "no checkpoint was saved, it starts over"
+    return f"it resumes from {newest.name}, the newest complete checkpoint (verified before use)"
+
+
 def explain(view) -> None:
     """What the failure means, and the first error line of the runtime's status or of the log."""
     view.why = meaning(view.reason)
+    if view.reason in HARD_ENDS:
+        view.why = f"{view.why}; submitted again, {resume_note(view.run_dir)}"
     if view.status.get("error"):
         view.error_line = view.status["error"].splitlines()[0] if view.status["error"] else ""
     elif view.log is not None:

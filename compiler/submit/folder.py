@@ -13,6 +13,7 @@ from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.runfolder import file_mode, folder_mode, is_shared, make_folder, no_link, write_atomic
 from ftc.compiler.runs.owner import owner_name
+from ftc.compiler.submit.kept import keeps_plan
 
 
 def _make_parents(folder: Path) -> list[Path]:
@@ -64,6 +65,8 @@ def _write_one(run: CompiledRun, created: list[Path]) -> Path:
     _refuse_links(run_dir)
     refuse_others(run_dir)
     if run_dir.is_dir():
+        if keeps_plan(run):  # submitted before, by another release: its plan stays (see kept.py)
+            return run_dir
         for name, text in run.files.items():
             write_atomic(run_dir / name, text)
         return run_dir

