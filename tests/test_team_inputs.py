@@ -74,7 +74,8 @@ def test_the_listing_is_the_callers_runs(tmp_path, capsys, monkeypatch):
     records.write_record(run_dir, records.new_record(run_dir, "slurm", job="78", job_id="78"))
     monkeypatch.setattr(os, "getuid", lambda: 4242)  # as if another user looked
     assert jobs.status_command(["--root", str(tmp_path)]) == 0
-    assert run.plan.run_id not in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert run.plan.run_id not in listed and "(1 run of other users: ftc status --all-users lists them)" in listed
     assert jobs.status_command(["--root", str(tmp_path), "--all-users"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if run.plan.run_id in line)
     assert row.split()[2] == __import__("pwd").getpwuid(run_dir.stat().st_uid).pw_name

@@ -94,13 +94,14 @@ def resolve(query: str, root: Path) -> list[Path]:
     return prefix
 
 
-def _views(query: str | None, root: Path, notes: list[str] | None = None, all_users: bool = True) -> list[RunView]:
+def _views(query: str | None, root: Path, notes: list[str] | None = None, all_users: bool = True,
+           others: list[str] | None = None) -> list[RunView]:
     """The runs a selector names (anyone's: another user's run is readable), or the listing: the
     caller's runs unless `all_users`."""
     if query is not None:
         folders = resolve(query, root)
     else:
-        folders = runstate.find_runs(root, None if all_users else os.getuid())
+        folders = runstate.find_runs(root, None if all_users else os.getuid(), others)
     return runstate.resolve_states([runstate.load(f, plan=len(folders) == 1) for f in folders], notes)
 
 
@@ -214,7 +215,8 @@ def status_command(args: list[str]) -> int:
     options = _parse("status", args, run_required=False, listing=True)
     root = runstate.output_root(options.root)
     notes: list[str] = []
-    views = _views(options.run, root, notes, options.all_users)
+    others: list[str] = []
+    views = _views(options.run, root, notes, options.all_users, others)
     if options.run is not None and len(views) == 1:
         print(detail(views[0]))
     else:
@@ -224,6 +226,8 @@ def status_command(args: list[str]) -> int:
         print(table(shown) if shown else f"no submitted runs{whose} under {printable(root)}")
         if drafts and not options.all:
             print(f"({len(drafts)} more compiled but never submitted, dry runs: ftc status --all lists them)")
+        if others:
+            print(f"({len(others)} run{'s' if len(others) != 1 else ''} of other users: ftc status --all-users lists them)")
     for note in notes:
         print(f"ftc: {note}", file=sys.stderr)
     return 0

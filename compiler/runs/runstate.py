@@ -260,15 +260,18 @@ def output_root(option: str | None = None) -> Path:
     return Path(option or os.environ.get("FTC_OUTPUT_ROOT") or "runs")
 
 
-def find_runs(root: Path, uid: int | None = None) -> list[Path]:
+def find_runs(root: Path, uid: int | None = None, others: list[str] | None = None) -> list[Path]:
     """Run folders under root (<namespace>/<model>-<name>/<run_id>/plan.json), least recently touched
-    first; with `uid`, only the folders that user owns (a stat each: no record of another's run is read)."""
+    first; with `uid`, only the folders that user owns (a stat each: no record of another's run is read),
+    the others' folders added to `others`."""
     found = []
     for namespace in _folders(str(root)):
         for group in _folders(namespace.path):
             for run in _folders(group.path):
                 try:
                     if uid is not None and run.stat(follow_symlinks=False).st_uid != uid:
+                        if others is not None:
+                            others.append(run.path)
                         continue
                     os.stat(os.path.join(run.path, records.PLAN_FILE), follow_symlinks=False)
                 except OSError:
