@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_jobs import compiled
 
 from ftc.compiler import cli
 from ftc.compiler.errors import UserError
 from ftc.compiler.runs import jobs
-
-from test_jobs import compiled  # noqa: F401  (the shared run-folder helper)
 
 COMMANDS = ["status", "compare", "logs", "cancel", "generate", "chat", "export"]
 
