@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from ftc.compiler.config.sitefiles import check_file, site_files, writable_by_others
@@ -67,6 +68,16 @@ def _compile(cluster: str, partition: str, model: str, method: str, root: str):
         return None, exc.problems[0]
 
 
+def _asks_for_a_folder(path: Path) -> bool:
+    """A model config that is a route for users' folders (model=custom: `path: ???`), not a model to compile."""
+    import yaml
+
+    try:
+        return (yaml.safe_load(path.read_text()) or {}).get("path") == "???"
+    except (OSError, yaml.YAMLError, AttributeError):
+        return False  # its own check names what is wrong with it
+
+
 def check_compiles(cluster: str, findings: Findings, root: str) -> dict[str, object]:
     """Every partition x model x method; returns one compiled run per partition for the script checks."""
     from ftc.compiler.config.compose import load_job
@@ -79,7 +90,7 @@ def check_compiles(cluster: str, findings: Findings, root: str) -> dict[str, obj
     samples: dict[str, object] = {}
     for partition in job.cluster.partitions:
         fits, refusals = [], []
-        for model in sorted(group_files("model")):
+        for model in sorted(name for name, (path, _) in group_files("model").items() if not _asks_for_a_folder(path)):
             for method in METHODS:
                 try:
                     run, refusal = _compile(cluster, partition, model, method, root)
