@@ -94,7 +94,7 @@ class JobRecord(_Record):
 
 
 class _PlanPart(_Record):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, protected_namespaces=())  # model_urn: see plan.Frozen
 
 
 class PlanMethod(_PlanPart):

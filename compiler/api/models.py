@@ -20,7 +20,8 @@ Text = Annotated[ShellText, Field(min_length=1, max_length=MAX_TEXT)]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    # protected_namespaces=(): pydantic < 2.10 warns on Customizer's model_path and model_uri.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, protected_namespaces=())
 
 
 class DatasetRef(Body):

@@ -25,7 +25,8 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 class Strict(BaseModel):
     # allow_inf_nan=False: inf and nan would be written to plan.json as null, and mean nothing here.
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, allow_inf_nan=False,
+                              protected_namespaces=())  # pydantic < 2.10 warns on fields named model_*
 
 
 def slurm_minutes(value: str) -> int:
