@@ -53,7 +53,7 @@ CASES = [
     (["data=custom"], "no value given"),
     (["data.path=/nonexistent/ftc-data"], "/nonexistent/ftc-data"),
     (["method.learning_rate=["], "override: "),
-    (["method.learning_rate=1e-3", "strict=true"], "strict=true turns warnings into errors"),
+    (["method.lora.adapter_dim=32", "strict=true"], "strict=true turns warnings into errors"),  # 400 demo rows
     (["--dry"], "unknown option --dry"),
     (["model.training_options.CPU=[]"], "model.training_options.CPU: set in the site's config files"),
 ]
