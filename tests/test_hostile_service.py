@@ -54,6 +54,31 @@ def test_every_endpoint_survives_the_case(case, base, tmp_path, monkeypatch):  #
     assert base["canary"].poll() is None, "the canary process was signalled"
 
 
+@pytest.mark.parametrize("record", [
+    "{", "[]", '{"points": [{"folder": "../../etc"}]}', '{"points": [{"folder": "a/b/c"}]}', "LINK", "FIFO",
+    '{"points": [{"folder": "m-d/\\u001b[31m"}]}', '{"points": 7}', '[1]', '{"points": [7]}', "x" * 2_000_000,
+])
+def test_a_planted_sweep_record_is_a_page_that_names_it(record, tmp_path):
+    """A sweep record is data too: the dashboard's /sweeps/ID answers 200 or 404, never a 500 or a
+    file outside the run root (a link to the secret, a FIFO, a huge file, a folder that climbs out)."""
+    sweeps = tmp_path / "runs" / "default" / "sweeps"
+    sweeps.mkdir(parents=True)
+    (tmp_path / "secret").write_text(SECRET)
+    path = sweeps / "0123456789.json"
+    if record == "LINK":
+        path.symlink_to(tmp_path / "secret")
+    elif record == "FIFO":
+        os.mkfifo(path)
+    else:
+        path.write_text(record)
+    app = create_app(JobService([], DatasetRoots(()), tmp_path / "runs"), TOKEN, Limits(requests_per_s=0))
+    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        start = time.monotonic()
+        r = client.get("/sweeps/0123456789")
+    assert r.status_code in (200, 404) and time.monotonic() - start < 5, r.text[:500]
+    assert SECRET not in r.text and "\x1b" not in r.text
+
+
 def test_health_answers_while_50_requests_read_a_fifo_log(base, tmp_path):  # noqa: F811
     root = tmp_path / "srv" / "runs"
     plant(root, base, {"write": {"logs/slurm-12345.out": {"fifo": True}, "metrics.jsonl": {"fifo": True},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -199,6 +200,21 @@ def test_the_api_server_submits_without_printing_the_clis_lines(local, tmp_path)
         assert cli_line not in log, log
 
 
+def dashboard(root):
+    """GET on the dashboard over run folders under `root`, signed in (TestClient: no server process)."""
+    from api_server import TOKEN
+    from fastapi.testclient import TestClient
+
+    from ftc.compiler.api.app import create_app
+    from ftc.compiler.api.datasets import DatasetRoots
+    from ftc.compiler.api.limits import Limits
+    from ftc.compiler.api.service import JobService
+
+    app = create_app(JobService([], DatasetRoots(()), root), TOKEN, Limits(requests_per_s=0))
+    client = TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {TOKEN}"})
+    return client.get
+
+
 def test_local_sweep_runs_points_in_turn(local):
     proc = local("-m", f"data.path={local.data}", "name=local-sweep", "method.learning_rate=1e-4,2e-4")
     assert proc.returncode == 0, proc.stderr
@@ -217,6 +233,15 @@ def test_local_sweep_runs_points_in_turn(local):
     assert local("compare", "--sort", "nope", sweep_id).stderr.startswith("ftc: error: --sort: no column 'nope'")
     status = local("status").stdout.splitlines()
     assert status[0].split()[-1] == "SWEEP" and any(f"{sweep_id}: method.learning_rate=0.0002" in s for s in status)
+    # The same table on the dashboard, ordered by any column; the run page links to its sweep.
+    page = dashboard(local.base / "runs")
+    cells = [re.findall(r"<td>(?:<a [^>]*>)?([^<]*)", row) for row in page(f"/sweeps/{sweep_id}").text.split("<tr class=\"run\"")[1:]]
+    assert sorted(c[:5] for c in cells) == sorted(r[:5] for r in rows)
+    ordered = page(f"/sweeps/{sweep_id}?sort=method.learning_rate&reverse=true").text
+    assert ordered.index(">0.0002<") < ordered.index(">0.0001<") and "↓" in ordered
+    assert "--sort: no column &#39;nope&#39;" in page(f"/sweeps/{sweep_id}?sort=nope").text
+    assert page("/sweeps/0123456789").status_code == 404 and page("/sweeps/..%2f..").status_code == 404
+    assert f'href="/sweeps/{sweep_id}"' in page(f"/runs/{rows[0][0]}").text
     refused = local("-m", f"data.path={local.data}", "name=local-sweep", "method.learning_rate=1e-4,2e-4", "detach=true")
     assert refused.returncode == 2 and "a local sweep runs its points one after another" in refused.stderr
 

@@ -1,7 +1,8 @@
 """The run dashboard: server-rendered pages over the same service the JSON API uses.
 
 `/` lists the runs (state, progress, loss sparkline, eval before/after, output name); `/runs/ID`
-shows one run's loss curves, plan summary, exact script and log tail. Pages refresh themselves
+shows one run's loss curves, plan summary, exact script and log tail; `/sweeps/ID` puts a sweep's
+runs side by side, as `ftc compare ID` does. Pages refresh themselves
 while a run is pending or running. Jinja2 autoescapes everything a run folder holds.
 """
 
@@ -18,6 +19,8 @@ from markupsafe import Markup
 
 from ftc.compiler import records
 from ftc.compiler.api import metrics, svg
+from ftc.compiler.errors import UserError
+from ftc.compiler.runs import compare
 from ftc.compiler.runs.runstate import ACTIVE, RunView, clock
 
 LOG_TAIL_BYTES = 16 * 1024
@@ -79,7 +82,7 @@ def _eval_line(details: dict) -> str:
 
 
 def register(app: FastAPI, service) -> None:
-    from ftc.compiler.api.service import describe
+    from ftc.compiler.api.service import NotFound, describe
 
     env = environment()
 
@@ -108,4 +111,22 @@ def register(app: FastAPI, service) -> None:
         data = row(view)
         return env.get_template("dashboard_run.html.j2").render(
             **data, details=data["job"].status_details, plan=plan_details(view), log=log_tail(view),
+            sweep=None if view.misnamed else compare.sweep_of(view.run_dir),
             chart=Markup(svg.loss_chart(history.train, history.val)), refresh=REFRESH_S if data["active"] else None)
+
+    @app.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+    def sweep_page(sweep_id: str, sort: str | None = Query(None, max_length=200), reverse: bool = False):
+        """`ftc compare SWEEP_ID` as a page: a bad record or sort key is named on it, never a 500."""
+        if not compare.SWEEP_ID.fullmatch(sweep_id):
+            raise NotFound(f"no sweep {sweep_id[:40]!r}")
+        try:
+            folders = compare.sweep_runs(service.output_root, sweep_id)
+            if folders is None:
+                raise NotFound(f"no sweep {sweep_id}")
+            header, cells = compare.columns(compare.compared(folders, sort, reverse))
+            problem = None
+        except UserError as exc:
+            header, cells, problem = [], [], exc.problems[0]
+        ids = [row[0] for row in cells]
+        return env.get_template("dashboard_sweep.html.j2").render(
+            sweep_id=sweep_id, header=header, rows=list(zip(ids, cells)), sort=sort, reverse=reverse, problem=problem)

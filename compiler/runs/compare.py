@@ -63,8 +63,11 @@ def sweep_runs(root: Path, sweep_id: str) -> list[Path] | None:
             data = records.read_json_file(path, inside=path.parent)
         except records.RecordError as exc:
             raise UserError(str(exc)) from None
+        points = data.get("points") if isinstance(data, dict) else None
+        if not isinstance(points, list):
+            raise UserError(f"{path}: not a sweep record (it has no list of points)")
         folders = []
-        for point in (data or {}).get("points") or []:
+        for point in points:
             parts = Path(str(point.get("folder", "") if isinstance(point, dict) else "")).parts
             if len(parts) != 2 or not all(SAFE_PART.fullmatch(p) and p not in (".", "..") for p in parts):
                 raise UserError(f"{path}: a point's folder is not <model>-<name>/<run id>")
@@ -129,15 +132,22 @@ def _cell(value) -> str:
     return printable(value if isinstance(value, str) else json.dumps(value), CELL_CHARS)
 
 
-def table(found: list[dict]) -> str:
+def columns(found: list[dict]) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """The table's columns, each (sort key, heading), and each run's cells: one source for the
+    terminal table and the dashboard's."""
     differs = list(dict.fromkeys(k for r in found for k in r["differs"]))
     metrics = list(dict.fromkeys(k for r in found for k in r["eval"]))
-    header = ["RUN ID", *differs, "STATE", "TRAIN LOSS", "VAL LOSS", *(f"EVAL {m}" for m in metrics), "OUTPUT"]
-    lines = [header]
-    for r in found:
-        lines.append([_cell(r["run_id"]), *(_cell(r["differs"][k]) for k in differs), _cell(r["state"]),
-                      _cell(r["train_loss"]), _cell(r["val_loss"]), *(_cell(r["eval"].get(m)) for m in metrics),
-                      _cell(r["output"])])
+    header = [("run_id", "RUN ID"), *((k, k) for k in differs), ("state", "STATE"), ("train_loss", "TRAIN LOSS"),
+              ("val_loss", "VAL LOSS"), *((m, f"EVAL {m}") for m in metrics), ("output", "OUTPUT")]
+    cells = [[_cell(r["run_id"]), *(_cell(r["differs"][k]) for k in differs), _cell(r["state"]),
+              _cell(r["train_loss"]), _cell(r["val_loss"]), *(_cell(r["eval"].get(m)) for m in metrics),
+              _cell(r["output"])] for r in found]
+    return header, cells
+
+
+def table(found: list[dict]) -> str:
+    header, cells = columns(found)
+    lines = [[heading for _, heading in header], *cells]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
@@ -149,6 +159,11 @@ def compare(root: Path, selectors: list[str], sort: str | None = None, reverse: 
     for selector in selectors:
         listed = sweep_runs(root, selector) if SWEEP_ID.fullmatch(selector) else None
         folders += listed if listed is not None else resolve(selector, root)
+    return compared(folders, sort, reverse)
+
+
+def compared(folders: list[Path], sort: str | None = None, reverse: bool = False) -> list[dict]:
+    """The rows of these run folders, ordered by `sort` (runs without that value last)."""
     folders = list(dict.fromkeys(folders))
     views = runstate.resolve_states([runstate.load(f) for f in folders if (f / records.PLAN_FILE).is_file()])
     found = rows(views)
