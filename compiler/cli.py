@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ftc.compiler.errors import UserError
-from ftc.compiler.inspection import INFO_KINDS
 
 EXIT_USAGE = 2
 
@@ -257,6 +256,8 @@ def _parse_flags(argv: list[str]) -> tuple[dict[str, str | bool], list[str]]:
                 raise UserError(f"{name}: needs a value; see ftc --help")
             flags[name] = value
         elif name == "--info":
+            from ftc.compiler.inspection import INFO_KINDS  # --info only: compiling does without it
+
             if not eq and i < len(argv) and argv[i] in INFO_KINDS:
                 value, i = argv[i], i + 1
             flags[name] = value or "all"

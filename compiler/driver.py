@@ -14,7 +14,6 @@ from ftc.compiler.config.schema import JobConfig
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.build import CompiledRun, compile_job
 from ftc.compiler.report import summary, sweep_line
-from ftc.compiler.runs.compare import write_sweep
 from ftc.compiler.submit.folder import write_run, write_runs
 from ftc.compiler.submit.kept import folder_run, has_history
 
@@ -121,6 +120,8 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
 
 def announce_sweep(points: list[tuple[list[str], CompiledRun]]) -> str:
     """Record the sweep (its id, its points) and say how to compare them; returns the id."""
+    from ftc.compiler.runs.compare import write_sweep  # sweeps only: a single dry run stays light
+
     sweep_id = write_sweep([run for _, run in points], [point for point, _ in points])
     print(f"sweep {sweep_id}: {len(points)} point(s), one run folder each; ftc compare {sweep_id} shows them side by side")
     return sweep_id

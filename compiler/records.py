@@ -58,7 +58,8 @@ class RecordUnreadable(RecordError):
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    # defer_build: a validator is built when a record is first read, not on import (a dry run reads none)
+    model_config = ConfigDict(extra="ignore", strict=True, defer_build=True)
 
 
 class JobRecord(_Record):

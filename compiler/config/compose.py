@@ -246,7 +246,7 @@ def _epochs_win(cfg: DictConfig, keys: set[str]) -> list[str]:
 def _split_training_options(groups: tuple[str, ...], site: tuple[str, ...]) -> tuple[DictConfig, dict | None]:
     from omegaconf import open_dict
 
-    cfg = _compose_groups(groups, site).copy()
+    cfg = _compose_groups.__wrapped__(groups, site)  # a fresh compose, this cache's own: no deep copy of a cached one
     if "training_options" not in cfg.get("model", {}):
         return cfg, None
     options = resolve(cfg.model.training_options)
