@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -83,6 +84,7 @@ def nothing_left_if_refused(runs: list[CompiledRun]) -> Iterator[None]:
 def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
     if not multirun:
         job, run = compile_point(overrides)
+        gc.enable()  # off for start-up (cli.run): on for writing, submitting and watching a local run
         if not job.dry_run:
             with nothing_left_if_refused([run]):
                 write_run(run)
@@ -97,6 +99,7 @@ def compile_and_run(overrides: Sequence[str], multirun: bool) -> int:
         print(f"--- {run.plan.run_dir}/job.sbatch")
         sys.stdout.write(run.script)
         return 0
+    gc.enable()  # a sweep's points each compose a config: their garbage is collected as they go
     request, points = compile_sweep(overrides)
     runs = [run for _, run in points]
     if not request.dry_run:
