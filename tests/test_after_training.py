@@ -52,7 +52,7 @@ def run_dir(root: Path, run_id: str, name: str = "demo-lora") -> Path:
 @pytest.fixture(scope="module")
 def merged_run(root, tiny) -> Path:
     """Trained for a few steps with finetuning_type lora_merged."""
-    folder = run_dir(root, "merged0001")
+    folder = run_dir(root, "e4ed0001")
     overrides = {
         "method": {"max_steps": 6, "learning_rate": 3e-3, "finetuning_type": "lora_merged"},
         "training": {"eval_steps": 100, "save_steps": 100},
@@ -77,7 +77,7 @@ def adapter_run(root, tiny) -> Path:
 
     from ftc.runtime.outputs import save_outputs
 
-    folder = run_dir(root, "adapter0001")
+    folder = run_dir(root, "ada70001")
     plan = make_run(folder, "lora", model_path=tiny)
     lora = plan.job.method.lora
     model = peft.get_peft_model(_base(tiny), peft.LoraConfig(r=lora.adapter_dim, lora_alpha=lora.alpha,
@@ -97,7 +97,7 @@ def model_run(root, tiny) -> Path:
 
     from ftc.runtime.outputs import save_outputs
 
-    folder = run_dir(root, "model0001", "demo-sft")
+    folder = run_dir(root, "d0de0001", "demo-sft")
     plan = make_run(folder, "sft", model_path=tiny)
     save_outputs(_base(tiny), AutoTokenizer.from_pretrained(tiny), plan)
     return folder
@@ -155,8 +155,8 @@ def test_model_cards_name_the_real_base(merged_run, tiny):
     for kind in ("adapter", "merged"):
         card = (merged_run / "output" / kind / "README.md").read_text()
         assert f"base_model: {tiny}" in card and "**ftc/tiny-llama@v1.0.0**" in card
-        assert "run `merged0001`" in card and "max_steps 6" in card and "ftc generate merged0001" in card
-    assert "--lora-modules tiny-llama-demo-merged0001=" in (merged_run / "output" / "adapter" / "README.md").read_text()
+        assert "run `e4ed0001`" in card and "max_steps 6" in card and "ftc generate e4ed0001" in card
+    assert "--lora-modules tiny-llama-demo-e4ed0001=" in (merged_run / "output" / "adapter" / "README.md").read_text()
 
 
 # ---------------------------------------------------------------- generate and chat
@@ -168,7 +168,7 @@ def test_generate_answers_as_the_evaluation_decodes(root, adapter_run, tiny):
     expected = reference_answer(model, tokenizer, PROMPT)
     base_answer = reference_answer(_base(tiny), tokenizer, PROMPT)
     assert expected != base_answer  # the adapter is really applied
-    result = ftc(root, "generate", "adapter0001", PROMPT, "--max-new-tokens", "16")
+    result = ftc(root, "generate", "ada70001", PROMPT, "--max-new-tokens", "16")
     assert result.returncode == 0, result.stderr
     assert result.stdout == printable(expected, None, "\n\t") + "\n"
     assert result.stderr == ""
@@ -181,7 +181,7 @@ def test_generate_prefers_the_merged_model_and_reads_stdin(root, merged_run, tin
     merged = AutoModelForCausalLM.from_pretrained(str(merged_run / "output" / "merged"), dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(merged_run / "output" / "merged"))
     expected = reference_answer(merged, tokenizer, PROMPT)
-    result = ftc(root, "generate", "merged", "-", "--max-new-tokens", "16", stdin=PROMPT)
+    result = ftc(root, "generate", "e4ed", "-", "--max-new-tokens", "16", stdin=PROMPT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == printable(expected, None, "\n\t") + "\n"
 
@@ -209,7 +209,7 @@ def test_chat_keeps_the_conversation_through_the_template(adapter_run, tiny):
 def test_chat_over_a_pipe_answers_each_line(root, adapter_run, tiny):
     model, tokenizer = adapter_model(adapter_run, tiny)
     expected = reference_answer(model, tokenizer, "hello", chat=True)
-    result = ftc(root, "chat", "adapter0001", "--template", "chat", "--max-new-tokens", "16",
+    result = ftc(root, "chat", "ada70001", "--template", "chat", "--max-new-tokens", "16",
                  stdin="hello\n/reset\n\nhello\n/exit\nnever read\n")
     assert result.returncode == 0, result.stderr
     answer = printable(expected, None, "\n\t")  # the model's control characters shown, not obeyed
@@ -222,14 +222,14 @@ def test_chat_over_a_pipe_answers_each_line(root, adapter_run, tiny):
 @pytest.mark.train
 def test_export_copies_the_adapter_and_prints_the_vllm_line(root, adapter_run, tiny, tmp_path):
     target = tmp_path / "exported"
-    result = ftc(root, "export", "adapter0001", "--to", str(target))
+    result = ftc(root, "export", "ada70001", "--to", str(target))
     assert result.returncode == 0, result.stderr
     source = adapter_run / "output" / "adapter"
     assert (target / "adapter_model.safetensors").read_bytes() == (source / "adapter_model.safetensors").read_bytes()
     assert json.loads((target / "adapter_config.json").read_text())["base_model_name_or_path"] == tiny
     card = (target / "README.md").read_text()
     assert "**ftc/tiny-llama@v1.0.0**" in card and str(target) in card
-    serve = f"vllm serve {tiny} --enable-lora --max-lora-rank 8 --lora-modules tiny-llama-demo-adapter0001={target}"
+    serve = f"vllm serve {tiny} --enable-lora --max-lora-rank 8 --lora-modules tiny-llama-demo-ada70001={target}"
     assert serve in result.stdout.splitlines()[-1]
     assert not list(tmp_path.glob(".exported.*"))  # the staging folder is gone
 
@@ -239,7 +239,7 @@ def test_export_merge_writes_a_plain_model(root, adapter_run, tiny):
     from transformers import AutoModelForCausalLM
 
     for _ in range(2):  # the default folder is replaced on a second export
-        result = ftc(root, "export", "adapter0001", "--merge")
+        result = ftc(root, "export", "ada70001", "--merge")
         assert result.returncode == 0, result.stderr
     target = adapter_run / "export" / "merged"
     assert f"vllm serve {target}" in result.stdout
@@ -274,17 +274,17 @@ def in_root(root, monkeypatch):
 
 @pytest.mark.train
 @pytest.mark.parametrize(("args", "expected"), [
-    (["adapter0001", PROMPT, "--max-new-tokens", "0"], "--max-new-tokens: must be between 1"),
-    (["adapter0001", PROMPT, "--max-new-tokens", "10" * 30], "--max-new-tokens: must be between 1"),
-    (["adapter0001", PROMPT, "--max-new-tokens", "many"], "is not a whole number"),
-    (["adapter0001", PROMPT, "--temperature", "nan"], "--temperature: must be between 0"),
-    (["adapter0001", PROMPT, "--temperature", "inf"], "--temperature: must be between 0"),
-    (["adapter0001", PROMPT, "--temperature", "-1"], "--temperature: must be between 0"),
-    (["adapter0001", "   "], "prompt: empty"),
+    (["ada70001", PROMPT, "--max-new-tokens", "0"], "--max-new-tokens: must be between 1"),
+    (["ada70001", PROMPT, "--max-new-tokens", "10" * 30], "--max-new-tokens: must be between 1"),
+    (["ada70001", PROMPT, "--max-new-tokens", "many"], "is not a whole number"),
+    (["ada70001", PROMPT, "--temperature", "nan"], "--temperature: must be between 0"),
+    (["ada70001", PROMPT, "--temperature", "inf"], "--temperature: must be between 0"),
+    (["ada70001", PROMPT, "--temperature", "-1"], "--temperature: must be between 0"),
+    (["ada70001", "   "], "prompt: empty"),
     (["", PROMPT], "RUN: empty"),
     (["nosuchrun", PROMPT], "no run matches 'nosuchrun'"),
     (["\x1b[2Jrun'\"\\", PROMPT], "is not a run id, prefix or Slurm job id"),
-    (["adapter0001", PROMPT * 300, "--max-new-tokens", "8"], "exceed the model's 512"),
+    (["ada70001", PROMPT * 300, "--max-new-tokens", "8"], "exceed the model's 512"),
 ])
 def test_generate_refuses_bad_input_in_one_line(in_root, adapter_run, args, expected):
     from ftc.runtime.generate import generate_command
@@ -299,11 +299,11 @@ def test_export_refuses_bad_destinations_and_merges_of_full_models(in_root, adap
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     full = str(tmp_path / "full")
-    assert "exists and is not an empty folder" in refused(export_command, ["adapter0001", "--to", full])
-    assert "--to: '' is not a usable folder name" in refused(export_command, ["adapter0001", "--to", ""])
-    assert "is not a usable folder name" in refused(export_command, ["adapter0001", "--to", "a\x1b[31mb"])
-    assert "too long" in refused(export_command, ["adapter0001", "--to", str(tmp_path / ("x" * 300))])
-    assert "no adapter to merge" in refused(export_command, ["model0001", "--merge"])
+    assert "exists and is not an empty folder" in refused(export_command, ["ada70001", "--to", full])
+    assert "--to: '' is not a usable folder name" in refused(export_command, ["ada70001", "--to", ""])
+    assert "is not a usable folder name" in refused(export_command, ["ada70001", "--to", "a\x1b[31mb"])
+    assert "too long" in refused(export_command, ["ada70001", "--to", str(tmp_path / ("x" * 300))])
+    assert "no adapter to merge" in refused(export_command, ["d0de0001", "--merge"])
     assert not (model_run / "export").exists()
 
 
@@ -311,21 +311,21 @@ def test_export_refuses_bad_destinations_and_merges_of_full_models(in_root, adap
 def test_a_run_without_outputs_or_with_tampered_outputs_is_one_line(in_root, adapter_run, tiny):
     from ftc.runtime.generate import generate_command
 
-    pending = run_dir(in_root, "pending0001")
+    pending = run_dir(in_root, "9e9d0001")
     make_run(pending, "lora", model_path=tiny)
-    assert "has no outputs yet" in refused(generate_command, ["pending0001", PROMPT])
+    assert "has no outputs yet" in refused(generate_command, ["9e9d0001", PROMPT])
     outputs = json.loads((adapter_run / "outputs.json").read_text())
-    tampered = run_dir(in_root, "tampered0001")
+    tampered = run_dir(in_root, "7a3e0001")
     make_run(tampered, "lora", model_path=tiny)
     for paths, expected in (({"adapter": "/etc"}, "is not a folder inside the run"),
                             ({"script": str(tampered)}, "not an output kind"), ({}, "paths: missing or empty")):
         (tampered / "outputs.json").write_text(json.dumps({**outputs, "paths": paths}))
-        assert expected in refused(generate_command, ["tampered0001", PROMPT])
+        assert expected in refused(generate_command, ["7a3e0001", PROMPT])
 
 
 @pytest.mark.train
 def test_refusals_exit_2_with_one_line(root, adapter_run):
-    result = ftc(root, "export", "adapter0001", "--to", "")
+    result = ftc(root, "export", "ada70001", "--to", "")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("ftc: error: --to: ") and len(result.stderr.splitlines()) == 1
 

@@ -27,7 +27,7 @@ from ftc.runtime.planfile import printable
 from plan_factory import OFFLINE_ENV, demo_path, log_tail, make_run, read_status, run_runtime
 
 pytestmark = pytest.mark.train
-RUN_ID = "smol0001"
+RUN_ID = "5a010001"
 PROMPT = "uppercase: h b d ->"
 URN = "**HuggingFaceTB/smollm2-135m-instruct@v1.0.0**"
 NEW_TOKENS = 8
