@@ -140,7 +140,9 @@ def test_export_merge_writes_a_plain_model_equal_to_base_plus_adapter(root, run,
                                           return_dict=True)
     with torch.no_grad():
         adapted = model(**batch).logits
-        assert torch.allclose(merged(**batch).logits, adapted, atol=1e-4)
+        # Merging adds the adapter into every linear weight (all-linear): fp32 rounds in another order,
+        # ~1e-4 on logits of ~30; the adapter's own effect is far above 1e-3 (next line).
+        assert torch.allclose(merged(**batch).logits, adapted, atol=1e-3)
         with model.disable_adapter():
             assert not torch.allclose(model(**batch).logits, adapted, atol=1e-3)  # the adapter learned something
     exported = AutoTokenizer.from_pretrained(str(target))
