@@ -112,6 +112,15 @@ def test_refusal_is_one_line_and_nothing_is_queued(site, refusing_site, override
     assert not list(site.root.glob(f"*/*{name}*"))  # no "created" run folder left behind either
 
 
+def test_a_refused_sweep_leaves_no_folder_and_no_sweep_record(site, refusing_site):
+    before = set(site.root.glob("*/sweeps/*"))
+    cli = site.ftc("-m", "cluster=refusing", f"data.path={site.data}", "name=refused-sweep", "cluster.partition=a100",
+                   "resources.time=2-00:00:00", "method.learning_rate=1e-4,2e-4", **refusing_site)
+    assert cli.code == 2 and "Slurm refused --time=2-00:00:00" in cli.err, cli.out + cli.err
+    assert not list(site.root.glob("*/*refused-sweep*"))
+    assert set(site.root.glob("*/sweeps/*")) == before  # neither sweeps/<id>.json nor the array's folder
+
+
 def test_a_gres_refusal_names_the_gres_type_and_shows_slurms_words_escaped(site, refusing_site, monkeypatch, tmp_path):
     """An unparsable --gres (e.g. a cluster whose slurm.conf has no gpu GRES) blames the type ftc sent,
     never the GPU count; whatever Slurm's message holds, the line shows it escaped."""
