@@ -58,6 +58,36 @@ def folder_mode(shared: bool, group_write: bool = False) -> int:
     return mode
 
 
+def team_umask(folder: str | Path) -> int | None:
+    """The umask for writing into `folder` when it is group-shared: the user's, less its group read
+    and search bits, so what libraries write there (checkpoints, the model, TensorBoard files,
+    Slurm's log) is readable by the team whatever the user's umask; None when it is not shared."""
+    try:
+        shared = is_shared(os.stat(folder))
+    except OSError:
+        return None
+    return umask() & ~0o050 if shared else None
+
+
+def use_team_umask(folder: str | Path) -> None:
+    """The runtime, for the rest of its life: team_umask when its run folder is group-shared."""
+    mask = team_umask(folder)
+    if mask is not None:
+        os.umask(mask)
+
+
+@contextlib.contextmanager
+def umask_for(folder: str | Path):
+    """team_umask while the block runs (sbatch hands its umask to the job, so the job writes with it)."""
+    mask = team_umask(folder)
+    previous = os.umask(mask) if mask is not None else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            os.umask(previous)
+
+
 def make_folder(path: Path, group_write: bool = False) -> None:
     """mkdir of one folder with folder_mode (chmod after mkdir: the umask would drop group write;
     the chmod names setgid, so it is kept)."""

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ftc.compiler.errors import UserError
+from ftc.compiler.runfolder import umask_for
 from ftc.compiler.runs.owner import mine, owner_name, owner_uid
 from ftc.runtime import trained as trained_runs
 from ftc.runtime.modelcard import serve_command, write_card
@@ -125,7 +126,8 @@ def export_command(args: list[str]) -> int:
             raise UserError(f"run {found.run_dir.name} belongs to {owner_name(owner_uid(found.run_dir))}, and ftc "
                             "never writes into another user's run: export it to a folder of yours with --to DIR")
         log = Path(f"{Path(options.to).absolute()}.export.log")
-    with library_output_to(log):
+    in_run = umask_for(found.run_dir) if options.to is None else contextlib.nullcontext()  # export/ as the run
+    with in_run, library_output_to(log):
         kind, target = export(found, options.merge, options.to)
     print(f"exported the {NAMES[kind]} of {found.plan.output_name} to {target}")
     print(f"base model {trained_runs.base_path(found.plan) if kind == 'adapter' else target}")

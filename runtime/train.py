@@ -18,7 +18,7 @@ from pathlib import Path
 from ftc.compiler import records
 from ftc.compiler.errors import UserError
 from ftc.compiler.planning.plan import Plan
-from ftc.compiler.runfolder import write_json
+from ftc.compiler.runfolder import use_team_umask, write_json
 from ftc.compiler.runs.lock import Busy, hold_runtime_lock
 from ftc.runtime import checkpoints, distributed, trackers
 from ftc.runtime.callbacks import (
@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     distributed.die_with_parent()
     distributed.prepare_environment()
     checkpoints.install_signal_handlers()
+    use_team_umask(run_dir)  # a group-shared root: the team reads what the libraries write here too
     try:
         plan = load_plan(run_dir)
         mismatch = distributed.world_problem(plan.topology)

@@ -20,7 +20,7 @@ from ftc.compiler.planning.plan import Plan
 from ftc.compiler.submit.submitter import render_sweep
 
 from site_files import admin_cluster
-from slurm_fixtures import CI_SITE, REPO, jobs, queued_names, site, slurm  # noqa: F401
+from slurm_fixtures import CI_SITE, REPO, Cli, SlurmSite, jobs, queued_names, site, slurm  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 EXAMPLES = REPO / "examples"
@@ -198,6 +198,27 @@ def test_the_api_server_submits_to_slurm_without_printing_the_clis_lines(site, j
     log = server.log.read_text()
     for cli_line in ("submitted run", "run folder", "ftc status", "ftc logs", "ftc cancel"):
         assert cli_line not in log, log
+
+
+def test_on_a_shared_root_the_jobs_files_are_group_readable_whatever_the_umask(site, jobs, tmp_path):
+    """sbatch hands its umask to the job: ftc submits into a setgid root with the user's umask less its group
+    read bits, so Slurm's log and what the job writes (here FAKE torchrun's files) are readable by the team."""
+    shared = tmp_path / "team"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    team = SlurmSite(shared, site.data, {**site.env, "FTC_OUTPUT_ROOT": str(shared)})
+    proc = subprocess.run([sys.executable, "-m", "ftc", *team.compile_args("name=umask")], capture_output=True,
+                          text=True, env=team.env, timeout=120, preexec_fn=lambda: os.umask(0o077))
+    cli = Cli(proc.returncode, proc.stdout, proc.stderr)
+    assert cli.code == 0, cli.err
+    run_dir = team.run_dir(cli)
+    record = team.record(run_dir)
+    jobs.append(record["job"])
+    assert team.wait(run_dir.name)[0] == "completed"
+    written = [Path(record["log"]), run_dir / "fake-torchrun", run_dir / "fake-torchrun" / "node-0.json"]
+    for path in written:
+        mode = path.stat().st_mode
+        assert mode & 0o040 and (mode & 0o010 or not path.is_dir()), f"{path}: {oct(mode)}"
 
 
 def test_sweep_is_one_job_array(site, jobs):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ftc.compiler import cli, records
-from ftc.compiler.runfolder import make_folders, open_append, write_atomic
+from ftc.compiler.runfolder import make_folders, open_append, use_team_umask, write_atomic
 from ftc.compiler.runs import jobs, lock  # noqa: F401  (imported before the fork: the users cannot read the venv's interpreter)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
@@ -139,6 +139,10 @@ def _runtime_files(run_dir: Path) -> None:
     write_atomic(run_dir / "output" / "adapter" / "adapter_config.json", "{}\n")
     with lock.run_lock(run_dir):
         pass
+    use_team_umask(run_dir)  # as the runtime starts; then what libraries write (torch.save, save_pretrained):
+    os.makedirs(run_dir / "checkpoints" / "checkpoint-1")
+    with open(run_dir / "checkpoints" / "checkpoint-1" / "model.safetensors", "wb") as weights:
+        weights.write(b"weights")
 
 
 def _run_dir(root: Path, stdout: str) -> Path:

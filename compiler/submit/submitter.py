@@ -23,7 +23,7 @@ from ftc.compiler.planning.build import CompiledRun
 from ftc.compiler.planning.plan import Plan
 from ftc.compiler.render.directives import slurm_path
 from ftc.compiler.render.sbatch import ShellRaw, gres_type_field, job_context, render_template, sbatch_directives
-from ftc.compiler.runfolder import make_folders, write_atomic
+from ftc.compiler.runfolder import make_folders, umask_for, write_atomic
 from ftc.compiler.runs import reasons, runstate
 from ftc.compiler.runs.lock import run_lock, run_locks
 from ftc.compiler.runs.terminal import printable
@@ -141,7 +141,8 @@ def _preflight(plan: Plan, script: Path, job: JobConfig | None) -> None:
 
 def _sbatch(plan: Plan, script: str, folder: Path) -> tuple[str, Path]:
     try:
-        return slurm.submit(script, folder)
+        with umask_for(folder.parent):  # the job's umask is sbatch's: on a shared root the team reads its files
+            return slurm.submit(script, folder)
     except slurm.SlurmUnavailable as exc:
         raise UserError(str(exc)) from None
     except slurm.SlurmError as exc:
