@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -208,6 +209,7 @@ def test_lora_job_runs_to_completed_with_customizer_status(server):
     job = r.json()
     assert job["output_model"] == f"default/tiny-llama-demo-lora@{job['id']}"
     assert job["config"] == "ftc/tiny-llama@v1.0.0+CPU" and job["status"] in ("running", "completed")
+    assert job["ownership"] == {"created_by": pwd.getpwuid(os.getuid()).pw_name}  # the run folder's owner
     again = server.post(JOBS, json=body)
     assert again.status_code in (200, 409) and (again.json().get("id") == job["id"])
     status = server.wait_for(job["id"])
@@ -363,6 +365,8 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
         assert "token" not in driver.current_url and driver.current_url.rstrip("/") == server.base
         row = driver.find_element(By.CSS_SELECTOR, f'tr.run[data-id="{job_id}"]')
         assert "completed" in row.text and f"default/tiny-llama-demo-lora@{job_id}" in row.text
+        owner = row.find_elements(By.TAG_NAME, "td")[1].text
+        assert owner == pwd.getpwuid(os.getuid()).pw_name
         assert row.find_elements(By.CSS_SELECTOR, "svg.sparkline polyline.train")
         driver.save_screenshot(str(_artifacts(tmp_path) / "dashboard-runs.png"))
         row.find_element(By.LINK_TEXT, job_id).click()

@@ -4,6 +4,8 @@ the test Slurm in test_sdk_slurm.py."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import time
 import warnings
@@ -135,6 +137,7 @@ def test_jobs_from_create_to_output_model(client, server):
     job = made["lora"]
     assert job.output_model == f"default/my-tiny-lora@{job.id}"
     assert job.dataset.name == "demo" and job.dataset.namespace == "default"
+    assert job.ownership.created_by == pwd.getpwuid(os.getuid()).pw_name  # Customizer's Ownership: the folder's owner
     assert (job.hyperparameters.epochs, job.hyperparameters.max_steps) == (1, None)
     assert isinstance(job.warnings[0], JobWarning)
     assert job.warnings[0].message.startswith("method.max_steps=null: method.epochs=1 was set")

@@ -91,7 +91,7 @@ def register(app: FastAPI, service) -> None:
         history = metrics.read(view.run_dir)
         details = job.status_details
         percent = details.get("percentage_done")
-        return {"job": job, "state": view.label, "active": view.state in ACTIVE,
+        return {"job": job, "owner": view.owner, "state": view.label, "active": view.state in ACTIVE,
                 "progress": f"{percent:.0f}%" if isinstance(percent, (int, float)) else "-",
                 "elapsed": clock(view.elapsed_s), "eval": _eval_line(details),
                 "sparkline": Markup(svg.sparkline(history.train, history.val))}

@@ -171,6 +171,8 @@ class Job(BaseModel):
     status: JobStatus
     status_details: dict = Field(description="StatusDetails, as JSON (the dashboard reads it as such)")
     warnings: list[JobWarning] = Field(default_factory=list)
+    ownership: dict = Field(default_factory=dict,
+                            description="Customizer's Ownership: created_by, the login name that owns the run folder")
 
 
 class JobList(BaseModel):

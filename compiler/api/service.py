@@ -307,6 +307,7 @@ def describe(view: RunView, roots: DatasetRoots | None = None) -> Job:
         output_model=plan.get("output_name", ""), status=view.state if view.state != "unknown" else "unknown",
         status_details=status_details(view, created, updated).model_dump(mode="json"),
         warnings=[job_warning(w) for w in plan.get("warnings") or [] if isinstance(w, str)],
+        ownership={"created_by": view.owner},  # the folder's owner (a stat no one but root can forge)
     )
 
 
