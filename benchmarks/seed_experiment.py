@@ -14,7 +14,7 @@ set's, answered by the base itself: self-distillation) into training with `data.
 arm trains the same LoRA on those replay rows alone: what it changes is the measurement's noise floor.
 
     python benchmarks/seed_experiment.py --out results/seed.json        # the full table: 5 arms x 3 seeds
-    python benchmarks/seed_experiment.py --quick --out /tmp/quick.json  # the pipeline in ~3 minutes (CI)
+    python benchmarks/seed_experiment.py --quick --out /tmp/quick.json  # the pipeline in about a minute (CI)
     python benchmarks/seed_experiment.py --table results/seed.json --readme README.md   # redraw the table
 
 Writes the table and every prediction as JSON, exits 1 when a target is missed (the full run only).
@@ -48,7 +48,7 @@ PARAMETERS = 134_515_008
 ARMS = ("lora", "lora+replay", "sft", "sft+replay", "control")
 NAMES = {"lora": "LoRA r8", "lora+replay": "LoRA r8 + replay", "sft": "full SFT", "sft+replay": "full SFT + replay",
          "control": "control: LoRA r8, replay rows only"}
-QUICK = {"arms": "lora+replay", "seeds": "0", "test_rows": 24, "general_rows": 24, "max_steps": 3, "resamples": 200}
+QUICK = {"arms": "lora+replay", "seeds": "0", "test_rows": 16, "general_rows": 16, "max_steps": 1, "resamples": 200}
 
 
 def answers(model, tokenizer, rows: list[dict], new_tokens: int) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 peft = pytest.importorskip("peft")
+pytestmark = pytest.mark.train  # needs the train extra: runs in .ci/run's serial phase
 
 sys.path.insert(0, str(Path(__file__).parent))
 

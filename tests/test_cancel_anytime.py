@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
+pytestmark = pytest.mark.train  # needs the train extra: runs in .ci/run's serial phase
 
 TRAIN = ["method=lora", "model=tiny", "data=demo", "method.max_steps=3000", "eval.before=false",
          "training.save_steps=1000"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.train  # needs the train extra: runs in .ci/run's serial phase
 sys.path.insert(0, str(Path(__file__).parent))
 
 from smollm2_fixture import smollm2_path  # noqa: F401 - fixture

@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
+pytestmark = pytest.mark.train  # needs the train extra: runs in .ci/run's serial phase
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -21,6 +21,7 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
+pytestmark = pytest.mark.train  # needs the train extra: runs in .ci/run's serial phase
 
 from test_cancel_anytime import processes_of
 from test_resume import assert_same_weights, reached_step, wait_for

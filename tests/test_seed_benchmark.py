@@ -158,7 +158,7 @@ def test_the_quick_mode_runs_the_whole_pipeline_and_writes_its_json(tmp_path, sm
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results["table"]) == {report.BASE, report.KEYWORDS, "LoRA r8 + replay"}
-    assert len(results["predictions"]["test"]["gold"]) == 24 and results["targets"] == []
+    assert len(results["predictions"]["test"]["gold"]) == 16 and results["targets"] == []
     assert all(0.0 <= row["f1"]["low"] <= row["f1"]["value"] <= row["f1"]["high"] <= 1.0
                for row in results["table"].values())
     assert "| LoRA r8 + replay | 1 |" in done.stdout

@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
+pytestmark = pytest.mark.train  # needs the train extra: runs in .ci/run's serial phase
 for tracker in ("tensorboard", "mlflow", "wandb"):
     pytest.importorskip(tracker)
 
