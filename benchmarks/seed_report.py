@@ -114,7 +114,24 @@ def markdown(results: dict) -> str:
                      f"{check['value']:+.3f} [{check['low']:+.3f}, {check['high']:+.3f}]")
     if not results["targets"]:
         lines.append("- targets not checked in this mode")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + by_style(results.get("predictions", {}).get("test", {}))) + "\n"
+
+
+def by_style(test: dict) -> list[str]:
+    """Tickets routed right, % by the test generator's style (mean over seeds): where an arm's routing breaks."""
+    styles = list(dict.fromkeys(test.get("style") or []))
+    if not styles:
+        return []
+    gold, style = test["gold"], test["style"]
+    items = {s: [i for i, x in enumerate(style) if x == s] for s in styles}
+    lines = ["", "Routed right, % by ticket style (mean over seeds; n tickets):", "",
+             "| arm | " + " | ".join(f"{s} ({len(items[s])})" for s in styles) + " |",
+             "| --- |" + " --- |" * len(styles)]
+    for arm, runs in test["arms"].items():
+        cells = [100 * sum(run[i] == gold[i] for run in runs for i in items[s]) / (len(runs) * len(items[s]))
+                 for s in styles]
+        lines.append(f"| {arm} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    return lines
 
 
 def replace_table(readme: Path, table: str) -> None:

@@ -148,6 +148,16 @@ def test_the_readme_table_is_redrawn_from_the_json_alone(tmp_path):
         report.replace_table(tmp_path / "bare.md", text)
 
 
+def test_routing_by_style_is_the_share_right_in_each_style_over_seeds():
+    test = {"gold": ["billing", "account", "billing", "account"], "style": ["short", "short", "long", "long"],
+            "arms": {"base": [["billing", None, None, None]],
+                     "LoRA": [["billing", "account", "billing", None], ["billing", "account", None, None]]}}
+    lines = report.by_style(test)
+    assert lines[3] == "| arm | short (2) | long (2) |"
+    assert lines[5:] == ["| base | 50.0 | 0.0 |", "| LoRA | 100.0 | 25.0 |"]
+    assert report.by_style({"gold": [], "arms": {}}) == []
+
+
 @pytest.mark.train
 def test_the_quick_mode_runs_the_whole_pipeline_and_writes_its_json(tmp_path, smollm2_path):  # noqa: F811
     pytest.importorskip("peft")
