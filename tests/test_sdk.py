@@ -4,6 +4,7 @@ the test Slurm in test_sdk_slurm.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -183,6 +184,60 @@ def test_cancel_a_running_job(client):
 
 
 @pytest.mark.train  # its job starts the runtime
+def test_a_registered_target_outlives_the_server(tmp_path, model_folders):
+    """POST targets keeps the folder in the output root's registered-targets.json: a restarted server lists it.
+    The file is input: entries outside the site's model paths or not absolute paths are left out, and a link
+    planted as the file is one warning line; the server serves either way."""
+    models = tmp_path / "models"
+    nested = models / "team" / "llama-v2"  # two levels down: the site's scan does not find it, POST does
+    shutil.copytree(model_folders["llama-tiny"]["path"], nested)
+    site = tmp_path / "site" / "cluster"
+    site.mkdir(parents=True)
+    local = yaml.safe_load((REPO / "conf" / "cluster" / "local.yaml").read_text())
+    (site / "local.yaml").write_text(yaml.safe_dump({**local, "model_paths": [str(models)]}))
+    env = {"FTC_SITE_CONFIG": str(site.parent), "FTC_CACHE": str(tmp_path / "cache")}
+
+    def serving():
+        return start(tmp_path / "api", "--rate", "0", "cluster=local", env=env)
+
+    def listed(server) -> list[str]:
+        with sdk_client(server) as client:
+            return [t.model_path for t in client.customization.targets.list().data if t.namespace == "local"]
+
+    server = serving()
+    try:
+        assert listed(server) == []
+        with sdk_client(server) as client:
+            conform(client.customization.targets.create(model_path=str(nested), num_parameters=1, precision="fp32"))
+        assert listed(server) == [str(nested)]
+    finally:
+        server.stop()
+    saved = server.root / "registered-targets.json"
+    for content, listing, warning in (
+            (saved.read_text(), [str(nested)], None),  # as the first server left it
+            (json.dumps({"model_paths": ["/etc", str(nested), "relative", 7, str(nested) + "\n"]}), [str(nested)],
+             "model_paths[2]: not a printable absolute path; left out"),
+            (json.dumps({"model_paths": str(nested)}), [], "model_paths: not a list"),
+            ("{not json", [], "registered-targets.json: not JSON")):
+        saved.write_text(content)
+        server = serving()
+        try:
+            assert listed(server) == listing, content
+        finally:
+            server.stop()
+        log = server.log.read_text()
+        assert (warning in log) if warning else "warning" not in log, log
+    saved.unlink()
+    saved.symlink_to(tmp_path / "planted.json")
+    (tmp_path / "planted.json").write_text(json.dumps({"model_paths": [str(nested)]}))
+    server = serving()
+    try:
+        assert listed(server) == []
+    finally:
+        server.stop()
+    assert "ftc serve: warning:" in server.log.read_text() and "Traceback" not in server.log.read_text()
+
+
 def test_a_users_model_as_a_target(client, server, models_root, model_folders, tmp_path):
     """POST targets reads the folder (what is typed is checked against it); configs and jobs then name it,
     compiled as `model=custom model.path=DIR` is on the command line."""

@@ -12,6 +12,7 @@ import ipaddress
 import sys
 
 from ftc.compiler.errors import UserError
+from ftc.compiler.runs.terminal import printable
 
 KEEP_ALIVE_S = 5  # an idle connection is closed after this
 HEADER_BYTES = 16 * 1024  # request line and headers
@@ -58,6 +59,8 @@ def build(options: argparse.Namespace):
         raise UserError(f"ftc serve: unknown option {next(o for o in options.overrides if o.startswith('-'))}")
     root = output_root_of(options.overrides)
     service = JobService(options.overrides, DatasetRoots.from_option(options.datasets), root)
+    for note in service.notes:  # registered targets left out
+        print(f"ftc serve: warning: {printable(note, 400)}", file=sys.stderr)
     token, token_file = load_token(options.token_file)
     limits = Limits(requests_per_s=options.rate, burst=max(10.0, options.rate * 2),
                     creates_per_min=options.creates_per_min)

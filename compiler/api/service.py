@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import get_args
 
 from ftc.compiler import records
-from ftc.compiler.api import metrics
+from ftc.compiler.api import metrics, targets_file
 from ftc.compiler.api.datasets import DatasetRoots
 from ftc.compiler.api.models import (CreateJob, Job, JobStatus, JobWarning, Metrics, MetricValue, StatusDetails,
                                      StatusLog)
@@ -71,7 +71,7 @@ class JobService:
         self._scanned = 0.0
         self._configs: list[dict] | None = None
         self._targets: list[dict] = []
-        self._registered: list[str] = []
+        self._registered, self.notes = targets_file.load(output_root, MAX_REGISTERED)  # POST targets, kept
         self._cluster = None
         self._answers: dict[str, tuple[float, RunView]] = {}
 
@@ -226,7 +226,8 @@ class JobService:
         return self._cluster
 
     def register_target(self, model_path: str) -> dict:
-        """POST targets: a folder under the site's model paths, read and kept for this server's life."""
+        """POST targets: a folder under the site's model paths, read and kept (in the output root's
+        registered-targets.json, so a restarted server lists it again)."""
         from ftc.compiler.api.catalog import target_of
         from ftc.compiler.modelfolder.route import check_policy
 
@@ -237,8 +238,10 @@ class JobService:
             model = self.user_model(model_path)
         except UserError as exc:
             raise UserError(*(p.replace("model.path:", "model_path:", 1) for p in exc.problems)) from None
-        if len(self._registered) < MAX_REGISTERED and model_path not in self._registered:
-            self._registered.append(model_path)
+        with self.lock:
+            if len(self._registered) < MAX_REGISTERED and model_path not in self._registered:
+                self._registered.append(model_path)
+                targets_file.save(self.output_root, self._registered)
         return target_of(model)
 
     def _models(self) -> None:
