@@ -148,6 +148,17 @@ def test_the_readme_table_is_redrawn_from_the_json_alone(tmp_path):
         report.replace_table(tmp_path / "bare.md", text)
 
 
+def test_the_trained_arms_are_paired_against_the_keyword_baseline_too():
+    gold = ["billing", "shipping", "technical", "account"] * 25
+    keywords = [g if i % 2 else "billing" for i, g in enumerate(gold)]  # half right
+    found = predictions([gold], gold, ["billing"] * 100)
+    found["test"]["arms"][report.KEYWORDS] = [keywords]
+    table = report.summarise(found, resamples=300)
+    vs = table["LoRA r8 + replay"]["f1_vs_keywords"]
+    assert vs["value"] == pytest.approx(1.0 - report.macro_f1(keywords, gold)) and 0 < vs["low"] <= vs["high"]
+    assert "f1_vs_keywords" not in table[report.KEYWORDS] and "f1_vs_keywords" not in table[report.BASE]
+
+
 def test_routing_by_style_is_the_share_right_in_each_style_over_seeds():
     test = {"gold": ["billing", "account", "billing", "account"], "style": ["short", "short", "long", "long"],
             "arms": {"base": [["billing", None, None, None]],
