@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from pathlib import Path
 
 STOP_FILE = "stop_requested"  # asks the runtime to checkpoint and stop; "cancel" inside: for good
@@ -76,15 +77,21 @@ def use_team_umask(folder: str | Path) -> None:
         os.umask(mask)
 
 
+_UMASK_SWAP = threading.Lock()  # the umask is the process's: the API server's threads take turns
+
+
 @contextlib.contextmanager
 def umask_for(folder: str | Path):
     """team_umask while the block runs (sbatch hands its umask to the job, so the job writes with it)."""
     mask = team_umask(folder)
-    previous = os.umask(mask) if mask is not None else None
-    try:
+    if mask is None:
         yield
-    finally:
-        if previous is not None:
+        return
+    with _UMASK_SWAP:
+        previous = os.umask(mask)
+        try:
+            yield
+        finally:
             os.umask(previous)
 
 

@@ -437,3 +437,30 @@ def test_registries_refuse_bad_queries_in_one_line(server):
             assert r.status_code in (404, 422) and "\n" not in r.json()["detail"], (path, name, r.text)
     target = server.get("/v1/customization/targets/ftc/tiny-llama@v1.0.0").json()
     assert (target["num_parameters"], target["base_model"]) == (123200, "ftc/tiny-llama")
+
+
+def test_registered_targets_round_trip_under_a_team_umask_and_refuse_a_writable_file(tmp_path):
+    from ftc.compiler.api import targets_file
+
+    previous = os.umask(0o002)  # a team's usual umask: files group-writable by default
+    try:
+        targets_file.save(tmp_path / "root", ["/models/a", "/models/b"])
+    finally:
+        os.umask(previous)
+    saved = tmp_path / "root" / targets_file.FILE
+    assert saved.stat().st_mode & 0o022 == 0
+    assert targets_file.load(tmp_path / "root", 1000) == (["/models/a", "/models/b"], [])
+    assert targets_file.load(tmp_path / "root", 1) == (["/models/a"], [])
+    saved.chmod(0o664)  # writable by the group: anyone in it could add a target
+    kept, notes = targets_file.load(tmp_path / "root", 1000)
+    assert kept == [] and len(notes) == 1 and "writable by its group" in notes[0]
+    saved.chmod(0o644)
+    if os.geteuid() == 0:  # another user's file in this root (as a team member could plant it)
+        os.chown(saved, 65534, -1)
+        kept, notes = targets_file.load(tmp_path / "root", 1000)
+        assert kept == [] and "owned by uid 65534" in notes[0]
+        os.chown(saved, 0, -1)
+    saved.write_text("x" * (targets_file.LIMIT + 1))
+    kept, notes = targets_file.load(tmp_path / "root", 1000)
+    assert kept == [] and "more than the" in notes[0]
+    assert targets_file.load(tmp_path / "empty", 1000) == ([], [])

@@ -178,3 +178,33 @@ def test_a_template_folder_others_may_write_is_refused(tmp_path, monkeypatch, ca
     code, _, err = _run([f"output_root={tmp_path / 'runs'}", "dry_run=true", choice], capsys)
     _one_refusal(code, err, "cluster.template_dir")
     assert "writable by every user" in err
+
+
+def test_two_threads_submitting_into_a_shared_root_leave_the_umask_as_it_was(tmp_path):
+    """The API server submits from threads and the umask is the process's: the second caller waits, so the
+    first one's restore cannot be undone by the second's (which would leave the team umask for good)."""
+    import threading
+
+    from ftc.compiler.runfolder import umask_for
+
+    shared = tmp_path / "team"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    previous = os.umask(0o077)
+    try:
+        def submit(delay: float, hold: float) -> None:
+            time.sleep(delay)
+            with umask_for(shared):
+                time.sleep(hold)
+
+        threads = [threading.Thread(target=submit, args=(0.0, 0.3)), threading.Thread(target=submit, args=(0.1, 0.3))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert os.umask(0o077) == 0o077
+        with umask_for(shared):
+            assert os.umask(0o027) == 0o027  # inside: the user's umask less the group's read and search bits
+        assert os.umask(0o077) == 0o077
+    finally:
+        os.umask(previous)
